@@ -1,0 +1,245 @@
+// The pybind11 module: numpy arrays in, Tensor views out, the GIL released around every kernel. No logic here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "ops/elementwise.h"
+#include "ops/conv.h"
+#include "ops/gemm.h"
+#include "ops/norm.h"
+#include "ops/reduce.h"
+#include "ops/resize.h"
+#include "parallel.h"
+#include "stream/hash.h"
+#include "stream/reader.h"
+#include "tensor.h"
+
+namespace py = pybind11;
+using namespace onnxstream;
+
+namespace {
+
+DType dtype_of(const py::array& a) {
+  py::dtype d = a.dtype();
+  char kind = d.kind();
+  size_t size = d.itemsize();
+  if (kind == 'f' && size == 4) return DType::f32;
+  if (kind == 'f' && size == 2) return DType::f16;
+  if (kind == 'f' && size == 8) return DType::f64;
+  if (kind == 'i' && size == 1) return DType::i8;
+  if (kind == 'u' && size == 1) return DType::u8;
+  if (kind == 'i' && size == 2) return DType::i16;
+  if (kind == 'u' && size == 2) return DType::u16;
+  if (kind == 'i' && size == 4) return DType::i32;
+  if (kind == 'u' && size == 4) return DType::u32;
+  if (kind == 'i' && size == 8) return DType::i64;
+  if (kind == 'u' && size == 8) return DType::u64;
+  if (kind == 'b') return DType::boolean;
+  throw Error("unsupported numpy dtype " + std::string(py::str(d)));
+}
+
+Tensor view(const py::array& a) {
+  Tensor t;
+  t.dtype = dtype_of(a);
+  check(a.ndim() <= kMaxDims, "tensors may have at most 8 dimensions");
+  t.ndim = (int)a.ndim();
+  for (int i = 0; i < t.ndim; i++) {
+    t.shape[i] = a.shape(i);
+    t.strides[i] = a.strides(i);
+  }
+  t.data = const_cast<void*>(a.data());
+  return t;
+}
+
+// Outputs must be writable; Python allocates them.
+Tensor out_view(py::array& a) {
+  check(a.writeable(), "internal: output array is read-only");
+  return view(a);
+}
+
+// Optional inputs arrive as None.
+struct MaybeTensor {
+  Tensor t;
+  bool present = false;
+  explicit MaybeTensor(const py::object& o) {
+    if (!o.is_none()) {
+      t = view(o.cast<py::array>());
+      present = true;
+    }
+  }
+  const Tensor* get() const { return present ? &t : nullptr; }
+};
+
+Window window(const std::array<int64_t, 3>& kernel, const std::array<int64_t, 3>& strides,
+              const std::array<int64_t, 3>& pads_begin, const std::array<int64_t, 3>& pads_end,
+              const std::array<int64_t, 3>& dilations) {
+  Window w;
+  w.kernel = kernel;
+  w.strides = strides;
+  w.pads_begin = pads_begin;
+  w.pads_end = pads_end;
+  w.dilations = dilations;
+  return w;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "onnxstream C++ core: kernels and the weight reader";
+  py::register_exception<Error>(m, "CoreError", PyExc_ValueError);
+
+  m.def("set_num_threads", &set_num_threads, "Worker threads for kernels (<= 0: all cores)");
+  m.def("num_threads", &num_threads);
+  m.def("xxh64", [](py::buffer b) {
+    py::buffer_info info = b.request();
+    const void* p = info.ptr;
+    size_t n = (size_t)info.size * info.itemsize;
+    py::gil_scoped_release nogil;
+    return xxh64(p, n);
+  }, "XXH64 of a contiguous buffer (the weights file checksum)");
+
+  // ---- weight streaming ----
+  py::class_<WeightReader>(m, "WeightReader")
+      .def(py::init([](const std::string& path, const std::vector<std::string>& names,
+                       const std::vector<uint64_t>& offsets, const std::vector<uint64_t>& nbytes,
+                       const std::vector<uint64_t>& hashes, uint64_t budget) {
+             check(names.size() == offsets.size() && names.size() == nbytes.size() && names.size() == hashes.size(),
+                   "weight table columns differ in length");
+             std::vector<WeightEntry> entries(names.size());
+             for (size_t i = 0; i < names.size(); i++) entries[i] = {names[i], offsets[i], nbytes[i], hashes[i]};
+             return new WeightReader(path, std::move(entries), budget);
+           }),
+           py::arg("path"), py::arg("names"), py::arg("offsets"), py::arg("nbytes"), py::arg("hashes"),
+           py::arg("budget"))
+      .def("start", &WeightReader::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &WeightReader::stop, py::call_guard<py::gil_scoped_release>())
+      .def("get", [](WeightReader& r, int id) {
+        std::shared_ptr<WeightBuffer> buf;
+        {
+          py::gil_scoped_release nogil;
+          buf = r.get(id);
+        }
+        // The numpy array owns the buffer: it is freed (and returned to the budget) when the array dies.
+        auto* holder = new std::shared_ptr<WeightBuffer>(buf);
+        py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<WeightBuffer>*>(p); });
+        return py::array_t<uint8_t>({(py::ssize_t)buf->nbytes}, {(py::ssize_t)1}, buf->data, owner);
+      })
+      .def_property_readonly("bytes_read", &WeightReader::bytes_read)
+      .def_property_readonly("peak_held", &WeightReader::peak_held);
+
+  // ---- elementwise ----
+  m.def("unary", [](const std::string& op, py::array x, py::array y, float alpha, float beta) {
+    Tensor tx = view(x), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    unary(op, tx, ty, alpha, beta);
+  }, py::arg("op"), py::arg("x"), py::arg("y"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
+  m.def("binary", [](const std::string& op, py::array a, py::array b, py::array y) {
+    Tensor ta = view(a), tb = view(b), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    binary(op, ta, tb, ty);
+  });
+  m.def("where", [](py::array c, py::array a, py::array b, py::array y) {
+    Tensor tc = view(c), ta = view(a), tb = view(b), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    where(tc, ta, tb, ty);
+  });
+  m.def("cast", [](py::array x, py::array y) {
+    Tensor tx = view(x), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    cast(tx, ty);
+  });
+
+  // ---- reductions (x: [outer, n, inner]) ----
+  m.def("reduce", [](const std::string& op, py::array x, py::array y) {
+    Tensor tx = view(x), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    reduce(op, tx, ty);
+  });
+  m.def("arg_reduce", [](bool is_max, bool select_last, py::array x, py::array y) {
+    Tensor tx = view(x), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    arg_reduce(is_max, select_last, tx, ty);
+  });
+  m.def("softmax", [](const std::string& op, py::array x, py::array y) {
+    Tensor tx = view(x), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    softmax(op, tx, ty);
+  });
+  m.def("cumsum", [](py::array x, py::array y, bool exclusive, bool reverse) {
+    Tensor tx = view(x), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    cumsum(tx, ty, exclusive, reverse);
+  });
+  m.def("topk", [](py::array x, int64_t k, bool largest, py::array values, py::array indices) {
+    Tensor tx = view(x), tv = out_view(values), ti = out_view(indices);
+    py::gil_scoped_release nogil;
+    topk(tx, k, largest, tv, ti);
+  });
+
+  // ---- normalization ----
+  m.def("layer_norm", [](py::array x, py::object scale, py::object bias, float eps, py::array y, py::object mean,
+                         py::object inv_std) {
+    Tensor tx = view(x), ty = out_view(y);
+    MaybeTensor s(scale), b(bias), mu(mean), is(inv_std);
+    py::gil_scoped_release nogil;
+    layer_norm(tx, s.get(), b.get(), eps, ty, mu.get(), is.get());
+  });
+  m.def("group_norm", [](py::array x, py::array scale, py::array bias, int64_t groups, float eps, py::array y) {
+    Tensor tx = view(x), ts = view(scale), tb = view(bias), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    group_norm(tx, ts, tb, groups, eps, ty);
+  });
+  m.def("batch_norm", [](py::array x, py::array scale, py::array bias, py::array mean, py::array var, float eps,
+                         py::array y) {
+    Tensor tx = view(x), ts = view(scale), tb = view(bias), tm = view(mean), tv = view(var), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    batch_norm(tx, ts, tb, tm, tv, eps, ty);
+  });
+
+  // ---- matmul ([B, M, K] @ [B, K, N]) ----
+  m.def("matmul", [](py::array a, py::array w, py::object bias, py::array y) {
+    Tensor ta = view(a), tw = view(w), ty = out_view(y);
+    MaybeTensor tb(bias);
+    py::gil_scoped_release nogil;
+    matmul(ta, tw, tb.get(), ty);
+  });
+  m.def("matmul_int", [](py::array a, py::array w, py::array y) {
+    Tensor ta = view(a), tw = view(w), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    matmul_int(ta, tw, ty);
+  });
+
+  // ---- convolution and pooling (3 spatial axes) ----
+  using A3 = std::array<int64_t, 3>;
+  m.def("conv", [](py::array x, py::array w, py::object bias, A3 kernel, A3 strides, A3 pads_begin, A3 pads_end,
+                   A3 dilations, int64_t group, py::array y) {
+    Tensor tx = view(x), tw = view(w), ty = out_view(y);
+    MaybeTensor tb(bias);
+    Window win = window(kernel, strides, pads_begin, pads_end, dilations);
+    py::gil_scoped_release nogil;
+    conv(tx, tw, tb.get(), win, group, ty);
+  });
+  m.def("conv_transpose", [](py::array x, py::array w, py::object bias, A3 kernel, A3 strides, A3 pads_begin,
+                             A3 dilations, int64_t group, py::array y) {
+    Tensor tx = view(x), tw = view(w), ty = out_view(y);
+    MaybeTensor tb(bias);
+    Window win = window(kernel, strides, pads_begin, A3{0, 0, 0}, dilations);
+    py::gil_scoped_release nogil;
+    conv_transpose(tx, tw, tb.get(), win, group, ty);
+  });
+  m.def("pool", [](const std::string& op, py::array x, A3 kernel, A3 strides, A3 pads_begin, A3 pads_end,
+                   A3 dilations, bool count_include_pad, float p, py::array y, py::object indices) {
+    Tensor tx = view(x), ty = out_view(y);
+    MaybeTensor ti(indices);
+    Window win = window(kernel, strides, pads_begin, pads_end, dilations);
+    py::gil_scoped_release nogil;
+    pool(op, tx, win, count_include_pad, p, ty, ti.get());
+  });
+
+  // ---- resampling ----
+  m.def("resample_axis", [](py::array x, int axis, py::array index, py::array weights, py::array y) {
+    Tensor tx = view(x), ti = view(index), tw = view(weights), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    resample_axis(tx, axis, ti, tw, ty);
+  });
+}

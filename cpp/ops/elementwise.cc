@@ -1,0 +1,301 @@
+#include "ops/elementwise.h"
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <type_traits>
+
+#include "half.h"
+#include "ops/strided.h"
+
+namespace onnxstream {
+namespace {
+
+// Calls f(T{}) with T the C++ type of dtype t.
+template <typename F>
+void with_type(DType t, F f) {
+  switch (t) {
+    case DType::f32: return f(float{});
+    case DType::f64: return f(double{});
+    case DType::i8: return f(int8_t{});
+    case DType::u8: return f(uint8_t{});
+    case DType::i16: return f(int16_t{});
+    case DType::u16: return f(uint16_t{});
+    case DType::i32: return f(int32_t{});
+    case DType::u32: return f(uint32_t{});
+    case DType::i64: return f(int64_t{});
+    case DType::u64: return f(uint64_t{});
+    case DType::boolean: return f(bool{});
+    default: throw Error(std::string("elementwise ops do not support dtype ") + dtype_name(t));
+  }
+}
+
+// out[i] = f(in[i]) along one row.
+template <typename I, typename O, typename F>
+void map1(const Tensor& x, const Tensor& y, F f) {
+  std::array<const Tensor*, 2> ts = {&y, &x};
+  RowWalk<2>(ts).run(ts, [&](std::array<char*, 2> p, std::array<int64_t, 2> s, int64_t n) {
+    O* o = reinterpret_cast<O*>(p[0]);
+    const char* a = p[1];
+    if (s[0] == (int64_t)sizeof(O) && s[1] == (int64_t)sizeof(I)) {
+      const I* ai = reinterpret_cast<const I*>(a);
+      for (int64_t i = 0; i < n; i++) o[i] = f(ai[i]);
+    } else {
+      for (int64_t i = 0; i < n; i++)
+        *reinterpret_cast<O*>(p[0] + i * s[0]) = f(*reinterpret_cast<const I*>(a + i * s[1]));
+    }
+  });
+}
+
+// out[i] = f(a[i], b[i]) along one row, with fast paths for contiguous rows and a broadcast scalar b.
+template <typename I, typename O, typename F>
+void map2(const Tensor& a, const Tensor& b, const Tensor& y, F f) {
+  std::array<const Tensor*, 3> ts = {&y, &a, &b};
+  RowWalk<3>(ts).run(ts, [&](std::array<char*, 3> p, std::array<int64_t, 3> s, int64_t n) {
+    O* o = reinterpret_cast<O*>(p[0]);
+    const I* ai = reinterpret_cast<const I*>(p[1]);
+    const I* bi = reinterpret_cast<const I*>(p[2]);
+    const int64_t e = sizeof(I);
+    if (s[0] == (int64_t)sizeof(O) && s[1] == e && s[2] == e) {
+      for (int64_t i = 0; i < n; i++) o[i] = f(ai[i], bi[i]);
+    } else if (s[0] == (int64_t)sizeof(O) && s[1] == e && s[2] == 0) {
+      const I bv = *bi;
+      for (int64_t i = 0; i < n; i++) o[i] = f(ai[i], bv);
+    } else {
+      for (int64_t i = 0; i < n; i++)
+        *reinterpret_cast<O*>(p[0] + i * s[0]) =
+            f(*reinterpret_cast<const I*>(p[1] + i * s[1]), *reinterpret_cast<const I*>(p[2] + i * s[2]));
+    }
+  });
+}
+
+float erf_(float x) { return std::erf(x); }
+
+std::function<float(float)> float_unary(const std::string& op, float alpha, float beta) {
+  if (op == "relu") return [](float x) { return x > 0 ? x : 0.0f; };
+  if (op == "sigmoid") return [](float x) { return 1.0f / (1.0f + std::exp(-x)); };
+  if (op == "tanh") return [](float x) { return std::tanh(x); };
+  if (op == "exp") return [](float x) { return std::exp(x); };
+  if (op == "log") return [](float x) { return std::log(x); };
+  if (op == "sqrt") return [](float x) { return std::sqrt(x); };
+  if (op == "sin") return [](float x) { return std::sin(x); };
+  if (op == "cos") return [](float x) { return std::cos(x); };
+  if (op == "tan") return [](float x) { return std::tan(x); };
+  if (op == "asin") return [](float x) { return std::asin(x); };
+  if (op == "acos") return [](float x) { return std::acos(x); };
+  if (op == "atan") return [](float x) { return std::atan(x); };
+  if (op == "sinh") return [](float x) { return std::sinh(x); };
+  if (op == "cosh") return [](float x) { return std::cosh(x); };
+  if (op == "asinh") return [](float x) { return std::asinh(x); };
+  if (op == "acosh") return [](float x) { return std::acosh(x); };
+  if (op == "atanh") return [](float x) { return std::atanh(x); };
+  if (op == "erf") return erf_;
+  if (op == "neg") return [](float x) { return -x; };
+  if (op == "abs") return [](float x) { return std::fabs(x); };
+  if (op == "reciprocal") return [](float x) { return 1.0f / x; };
+  if (op == "floor") return [](float x) { return std::floor(x); };
+  if (op == "ceil") return [](float x) { return std::ceil(x); };
+  if (op == "round") return [](float x) { return std::nearbyint(x); };  // half to even (default rounding mode)
+  if (op == "sign") return [](float x) { return x > 0 ? 1.0f : (x < 0 ? -1.0f : (x == 0 ? 0.0f : x)); };
+  if (op == "softplus") return [](float x) { return x > 20 ? x : std::log1p(std::exp(x)); };
+  if (op == "softsign") return [](float x) { return x / (1.0f + std::fabs(x)); };
+  if (op == "leaky_relu") return [alpha](float x) { return x >= 0 ? x : alpha * x; };
+  if (op == "elu") return [alpha](float x) { return x >= 0 ? x : alpha * (std::exp(x) - 1.0f); };
+  if (op == "celu") return [alpha](float x) { return std::max(0.0f, x) + std::min(0.0f, alpha * (std::exp(x / alpha) - 1.0f)); };
+  if (op == "selu")  // alpha, gamma=beta
+    return [alpha, beta](float x) { return x > 0 ? beta * x : beta * (alpha * std::exp(x) - alpha); };
+  if (op == "hard_sigmoid") return [alpha, beta](float x) { return std::max(0.0f, std::min(1.0f, alpha * x + beta)); };
+  if (op == "hard_swish") return [](float x) { return x * std::max(0.0f, std::min(1.0f, x / 6.0f + 0.5f)); };
+  if (op == "thresholded_relu") return [alpha](float x) { return x > alpha ? x : 0.0f; };
+  if (op == "mish") return [](float x) { return x * std::tanh(x > 20 ? x : std::log1p(std::exp(x))); };
+  if (op == "silu") return [](float x) { return x / (1.0f + std::exp(-x)); };
+  if (op == "gelu") return [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); };
+  if (op == "gelu_tanh")
+    return [](float x) { return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); };
+  if (op == "clip") return [alpha, beta](float x) { return x != x ? x : std::min(beta, std::max(alpha, x)); };
+  throw Error("unknown float unary op '" + op + "'");
+}
+
+template <typename T>
+void int_unary(const std::string& op, const Tensor& x, const Tensor& y, float alpha, float beta) {
+  if (op == "neg") return map1<T, T>(x, y, [](T v) { return (T)-v; });
+  if (op == "abs") return map1<T, T>(x, y, [](T v) { return v < 0 ? (T)-v : v; });
+  if (op == "sign") return map1<T, T>(x, y, [](T v) { return (T)(v > 0 ? 1 : (v < 0 ? -1 : 0)); });
+  if (op == "relu") return map1<T, T>(x, y, [](T v) { return v > 0 ? v : (T)0; });
+  if (op == "bitwise_not") return map1<T, T>(x, y, [](T v) { return (T)~v; });
+  if (op == "clip") {
+    // Integer bounds arrive as floats; they are exact for the int32/int8 ranges the ONNX tests use.
+    T lo = alpha <= (float)std::numeric_limits<T>::lowest() ? std::numeric_limits<T>::lowest() : (T)alpha;
+    T hi = beta >= (float)std::numeric_limits<T>::max() ? std::numeric_limits<T>::max() : (T)beta;
+    return map1<T, T>(x, y, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); });
+  }
+  throw Error("unary op '" + op + "' is not defined for integer tensors");
+}
+
+template <typename T>
+T pow_int(T base, T exp) {
+  if (exp < 0) return base == 1 ? 1 : 0;
+  T r = 1;
+  while (exp) {
+    if (exp & 1) r *= base;
+    base *= base;
+    exp >>= 1;
+  }
+  return r;
+}
+
+template <typename T>
+void typed_binary(const std::string& op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  constexpr bool is_float = std::is_floating_point<T>::value;
+  if (op == "add") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u + v); });
+  if (op == "sub") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u - v); });
+  if (op == "mul") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u * v); });
+  if (op == "div") {
+    if constexpr (!is_float) {
+      check(y.dtype != DType::boolean, "Div is not defined for bool");
+      return map2<T, T>(a, b, y, [](T u, T v) { return v == 0 ? (T)0 : (T)(u / v); });
+    } else {
+      return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u / v); });
+    }
+  }
+  if (op == "max") return map2<T, T>(a, b, y, [](T u, T v) { return (u != u || u > v) ? u : v; });
+  if (op == "min") return map2<T, T>(a, b, y, [](T u, T v) { return (u != u || u < v) ? u : v; });
+  if (op == "equal") return map2<T, bool>(a, b, y, [](T u, T v) { return u == v; });
+  if (op == "less") return map2<T, bool>(a, b, y, [](T u, T v) { return u < v; });
+  if (op == "greater") return map2<T, bool>(a, b, y, [](T u, T v) { return u > v; });
+  if (op == "less_equal") return map2<T, bool>(a, b, y, [](T u, T v) { return u <= v; });
+  if (op == "greater_equal") return map2<T, bool>(a, b, y, [](T u, T v) { return u >= v; });
+  if (op == "prelu") return map2<T, T>(a, b, y, [](T u, T v) { return u < 0 ? (T)(u * v) : u; });
+  if (op == "pow") {
+    if constexpr (is_float) return map2<T, T>(a, b, y, [](T u, T v) { return (T)std::pow(u, v); });
+    else return map2<T, T>(a, b, y, [](T u, T v) { return pow_int<T>(u, v); });
+  }
+  if (op == "fmod") {  // sign of the dividend, like C fmod
+    if constexpr (is_float) return map2<T, T>(a, b, y, [](T u, T v) { return (T)std::fmod(u, v); });
+    else return map2<T, T>(a, b, y, [](T u, T v) { return v == 0 ? (T)0 : (T)(u % v); });
+  }
+  if (op == "mod") {  // sign of the divisor, like Python %
+    if constexpr (is_float) {
+      return map2<T, T>(a, b, y, [](T u, T v) {
+        T r = std::fmod(u, v);
+        return (r != 0 && ((r < 0) != (v < 0))) ? (T)(r + v) : r;
+      });
+    } else {
+      return map2<T, T>(a, b, y, [](T u, T v) {
+        if (v == 0) return (T)0;
+        T r = (T)(u % v);
+        return (r != 0 && ((r < 0) != (v < 0))) ? (T)(r + v) : r;
+      });
+    }
+  }
+  if constexpr (!is_float) {
+    if (op == "and") return map2<T, bool>(a, b, y, [](T u, T v) { return u && v; });
+    if (op == "or") return map2<T, bool>(a, b, y, [](T u, T v) { return u || v; });
+    if (op == "xor") return map2<T, bool>(a, b, y, [](T u, T v) { return (bool)u != (bool)v; });
+    if (op == "bitwise_and") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u & v); });
+    if (op == "bitwise_or") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u | v); });
+    if (op == "bitwise_xor") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u ^ v); });
+    if (op == "shift_left") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(v >= (T)(8 * sizeof(T)) ? 0 : u << v); });
+    if (op == "shift_right") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(v >= (T)(8 * sizeof(T)) ? 0 : u >> v); });
+  }
+  throw Error("binary op '" + op + "' is not defined for dtype " + dtype_name(a.dtype));
+}
+
+template <typename I, typename O>
+O convert(I v) {
+  if constexpr (std::is_same<O, bool>::value) return v != I(0);
+  else if constexpr (std::is_floating_point<I>::value && !std::is_floating_point<O>::value) {
+    // Out-of-range and NaN float->int conversions are undefined in C++; saturate like numpy does in practice.
+    if (!(v == v)) return std::numeric_limits<O>::min();
+    if (v >= (I)std::numeric_limits<O>::max()) return std::numeric_limits<O>::max();
+    if (v <= (I)std::numeric_limits<O>::lowest()) return std::numeric_limits<O>::lowest();
+    return (O)v;
+  } else return (O)v;
+}
+
+}  // namespace
+
+const char* dtype_name(DType t) {
+  static const char* names[] = {"float32", "float16", "float64", "int8", "uint8", "int16",
+                                "uint16",  "int32",   "uint32",  "int64", "uint64", "bool"};
+  return names[(int)t];
+}
+
+void unary(const std::string& op, const Tensor& x, const Tensor& y, float alpha, float beta) {
+  if (op == "isnan" || op == "isinf" || op == "isposinf" || op == "isneginf") {
+    check(x.dtype == DType::f32, op + " expects float32");
+    if (op == "isnan") return map1<float, bool>(x, y, [](float v) { return v != v; });
+    if (op == "isinf") return map1<float, bool>(x, y, [](float v) { return std::isinf(v); });
+    if (op == "isposinf") return map1<float, bool>(x, y, [](float v) { return std::isinf(v) && v > 0; });
+    return map1<float, bool>(x, y, [](float v) { return std::isinf(v) && v < 0; });
+  }
+  check(x.dtype == y.dtype, "unary op '" + op + "': input and output dtypes differ");
+  if (op == "not") {
+    check(x.dtype == DType::boolean, "Not expects bool");
+    return map1<bool, bool>(x, y, [](bool v) { return !v; });
+  }
+  if (x.dtype == DType::f32) {
+    auto f = float_unary(op, alpha, beta);
+    // Dispatch the common activations without std::function overhead.
+    if (op == "relu") return map1<float, float>(x, y, [](float v) { return v > 0 ? v : 0.0f; });
+    if (op == "sigmoid") return map1<float, float>(x, y, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+    if (op == "silu") return map1<float, float>(x, y, [](float v) { return v / (1.0f + std::exp(-v)); });
+    return map1<float, float>(x, y, f);
+  }
+  if (x.dtype == DType::f64) {
+    auto f = float_unary(op, alpha, beta);
+    return map1<double, double>(x, y, [&f](double v) { return (double)f((float)v); });
+  }
+  with_type(x.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same<T, bool>::value || std::is_floating_point<T>::value) {
+      throw Error("unary op '" + op + "' is not defined for dtype " + dtype_name(x.dtype));
+    } else {
+      int_unary<T>(op, x, y, alpha, beta);
+    }
+  });
+}
+
+void binary(const std::string& op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  check(a.dtype == b.dtype, std::string("binary op '") + op + "': input dtypes differ (" + dtype_name(a.dtype) +
+                                " vs " + dtype_name(b.dtype) + ")");
+  with_type(a.dtype, [&](auto tag) { typed_binary<decltype(tag)>(op, a, b, y); });
+}
+
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& y) {
+  check(cond.dtype == DType::boolean, "Where: condition must be bool");
+  check(a.dtype == b.dtype && a.dtype == y.dtype, "Where: branches must share a dtype");
+  std::array<const Tensor*, 4> ts = {&y, &cond, &a, &b};
+  size_t es = dtype_size(y.dtype);
+  RowWalk<4>(ts).run(ts, [&](std::array<char*, 4> p, std::array<int64_t, 4> s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+      const char* src = *reinterpret_cast<const bool*>(p[1] + i * s[1]) ? p[2] + i * s[2] : p[3] + i * s[3];
+      std::memcpy(p[0] + i * s[0], src, es);
+    }
+  });
+}
+
+void cast(const Tensor& x, const Tensor& y) {
+  if (x.dtype == DType::f16) {
+    return with_type(y.dtype, [&](auto tag) {
+      using O = decltype(tag);
+      map1<uint16_t, O>(x, y, [](uint16_t h) { return convert<float, O>(half_to_float(h)); });
+    });
+  }
+  if (y.dtype == DType::f16) {
+    return with_type(x.dtype, [&](auto tag) {
+      using I = decltype(tag);
+      map1<I, uint16_t>(x, y, [](I v) { return float_to_half(convert<I, float>(v)); });
+    });
+  }
+  with_type(x.dtype, [&](auto itag) {
+    using I = decltype(itag);
+    with_type(y.dtype, [&](auto otag) {
+      using O = decltype(otag);
+      map1<I, O>(x, y, [](I v) { return convert<I, O>(v); });
+    });
+  });
+}
+
+}  // namespace onnxstream

@@ -1,0 +1,166 @@
+#include "stream/reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "stream/hash.h"
+#include "tensor.h"
+
+namespace onnxstream {
+
+static const char kMagic[8] = {'O', 'N', 'X', 'S', 'T', 'R', 'M', '1'};
+static const uint64_t kChunk = 8u << 20;  // read and drop the page cache in 8 MB steps
+
+WeightBuffer::~WeightBuffer() {
+  std::free(data);
+  if (owner) owner->release(nbytes);
+}
+
+WeightReader::WeightReader(const std::string& path, std::vector<WeightEntry> entries, uint64_t budget_bytes)
+    : path_(path), entries_(std::move(entries)), budget_(budget_bytes) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw Error("cannot open weights file " + path + ": " + std::strerror(errno));
+  char magic[8] = {};
+  struct stat st;
+  if (::pread(fd_, magic, 8, 0) != 8 || std::memcmp(magic, kMagic, 8) != 0 || fstat(fd_, &st) != 0) {
+    ::close(fd_);
+    throw Error(path + " is not an onnxstream weights file (bad header)");
+  }
+  for (const WeightEntry& e : entries_) {
+    if (e.offset + e.nbytes > (uint64_t)st.st_size) {
+      ::close(fd_);
+      throw Error("weights file " + path + " is truncated: tensor '" + e.name + "' needs bytes up to " +
+                  std::to_string(e.offset + e.nbytes) + " but the file has " + std::to_string(st.st_size));
+    }
+  }
+  posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+}
+
+WeightReader::~WeightReader() {
+  stop();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void WeightReader::release(uint64_t nbytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  held_ -= nbytes;
+  cv_.notify_all();
+}
+
+std::shared_ptr<WeightBuffer> WeightReader::read_now(int id, std::string* error) {
+  const WeightEntry& e = entries_[id];
+  auto buf = std::make_shared<WeightBuffer>();
+  size_t alloc = (e.nbytes + 63) / 64 * 64;
+  buf->data = static_cast<uint8_t*>(std::aligned_alloc(64, alloc ? alloc : 64));
+  if (!buf->data) {
+    *error = "out of memory reading tensor '" + e.name + "' (" + std::to_string(e.nbytes) + " bytes)";
+    return nullptr;
+  }
+  buf->nbytes = e.nbytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ += e.nbytes;
+    if (held_ > peak_held_) peak_held_ = held_;
+  }
+  buf->owner = this;  // from here on the destructor returns the bytes to the budget
+  uint64_t done = 0;
+  while (done < e.nbytes) {
+    uint64_t want = std::min<uint64_t>(kChunk, e.nbytes - done);
+    ssize_t got = ::pread(fd_, buf->data + done, want, (off_t)(e.offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      *error = "cannot read tensor '" + e.name + "' from " + path_ + ": " +
+               (got < 0 ? std::strerror(errno) : "unexpected end of file (truncated?)");
+      return nullptr;
+    }
+    // Drop what we just read from the page cache: the copy in our buffer is the only one we need.
+    posix_fadvise(fd_, (off_t)(e.offset + done), got, POSIX_FADV_DONTNEED);
+    done += (uint64_t)got;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bytes_read_ += e.nbytes;
+  }
+  if (xxh64(buf->data, e.nbytes) != e.hash) {
+    *error = "checksum mismatch in tensor '" + e.name + "' of " + path_ + ": the weights file is corrupt";
+    return nullptr;
+  }
+  return buf;
+}
+
+void WeightReader::start(std::vector<int> order) {
+  stop();
+  for (int id : order)
+    if (id < 0 || id >= (int)entries_.size()) throw Error("weight id out of range");
+  std::lock_guard<std::mutex> lock(mu_);
+  order_ = std::move(order);
+  slots_.assign(order_.size(), Slot());
+  consume_pos_ = 0;
+  cancel_ = false;
+  if (budget_ > 0) worker_ = std::thread([this] { worker_loop(); });
+}
+
+void WeightReader::worker_loop() {
+  for (size_t pos = 0;; pos++) {
+    int id;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // Read ahead while under budget; the tensor the run waits for next is always allowed.
+      cv_.wait(lock, [&] {
+        return cancel_ || pos >= order_.size() || pos <= consume_pos_ ||
+               held_ + entries_[order_[pos]].nbytes <= budget_;
+      });
+      if (cancel_ || pos >= order_.size()) return;
+      id = order_[pos];
+    }
+    std::string error;
+    auto buf = read_now(id, &error);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancel_) return;
+    slots_[pos].buf = std::move(buf);
+    slots_[pos].error = std::move(error);
+    slots_[pos].done = true;
+    cv_.notify_all();
+  }
+}
+
+std::shared_ptr<WeightBuffer> WeightReader::get(int id) {
+  check(id >= 0 && id < (int)entries_.size(), "weight id out of range");
+  std::shared_ptr<WeightBuffer> buf;
+  std::string error;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    bool in_order = worker_.joinable() && consume_pos_ < order_.size() && order_[consume_pos_] == id;
+    if (in_order) {
+      size_t pos = consume_pos_;
+      cv_.wait(lock, [&] { return slots_[pos].done; });
+      buf = std::move(slots_[pos].buf);
+      error = std::move(slots_[pos].error);
+      consume_pos_++;
+      cv_.notify_all();
+    }
+  }
+  if (!buf && error.empty()) buf = read_now(id, &error);  // not prefetched: read it here
+  if (!error.empty()) throw Error(error);
+  return buf;
+}
+
+void WeightReader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancel_ = true;
+    cv_.notify_all();
+  }
+  if (worker_.joinable()) worker_.join();
+  std::vector<Slot> unused;  // prefetched buffers nobody asked for; freed outside the lock
+  std::lock_guard<std::mutex> lock(mu_);
+  unused.swap(slots_);
+  order_.clear();
+}
+
+}  // namespace onnxstream

@@ -1,0 +1,112 @@
+"""Command line: onnxstream convert | run | info. User errors print one line and exit 1; no tracebacks."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _fail(msg: str) -> int:
+    print(f"onnxstream: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def cmd_convert(args) -> int:
+    from .converter import convert, parse_input_shape
+    shapes = dict(parse_input_shape(t) for t in args.input or [])
+    start = time.time()
+    convert(args.model, args.out_dir, weights=args.weights, input_shapes=shapes, overwrite=args.force,
+            progress=lambda m: print(f"[{time.time() - start:6.1f}s] {m}", file=sys.stderr))
+    print(f"wrote {args.out_dir}", file=sys.stderr)
+    return 0
+
+
+def _load_feed(text: str):
+    name, sep, path = text.partition("=")
+    if not sep:
+        raise ValueError(f"--input expects NAME=FILE.npy, got '{text}'")
+    if not Path(path).is_file():
+        raise ValueError(f"input file {path} does not exist")
+    try:
+        return name, np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"cannot read {path} as a .npy array: {e}") from None
+
+
+def cmd_run(args) -> int:
+    from .runtime.executor import Session
+    session = Session(args.model_dir, threads=args.threads)
+    feeds = dict(_load_feed(t) for t in args.input or [])
+    start = time.time()
+    outputs = session.run(feeds)
+    seconds = time.time() - start
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.npz")
+    try:
+        np.savez(tmp, **outputs)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"ran in {seconds:.2f} s, read {session.bytes_read / 1e6:.1f} MB of weights; wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .graph import load_graph
+    g = load_graph(args.model_dir)
+    fmt = lambda shape: "x".join("?" if d is None else str(d) for d in shape) or "scalar"  # noqa: E731
+    print(f"model: {args.model_dir} (opset {g.opset}, {len(g.nodes)} nodes, weights {g.metadata.get('weights', '?')})")
+    for v in g.inputs:
+        print(f"input  {v.name}: {v.dtype} {fmt(v.shape)}")
+    for v in g.outputs:
+        print(f"output {v.name}: {v.dtype} {fmt(v.shape or [])}")
+    total = sum(w.nbytes for w in g.weights)
+    print(f"weights: {len(g.weights)} tensors, {total / 1e6:.1f} MB; largest {max((w.nbytes for w in g.weights), default=0) / 1e6:.1f} MB")
+    counts = {}
+    for n in g.nodes:
+        counts[n.op] = counts.get(n.op, 0) + 1
+    print("ops: " + ", ".join(f"{op} x{c}" for op, c in sorted(counts.items())))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onnxstream", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="convert an ONNX model into an onnxstream model directory")
+    c.add_argument("model", help="the .onnx file (external data beside it is found automatically)")
+    c.add_argument("out_dir", help="the model directory to create")
+    c.add_argument("--weights", choices=["fp32", "fp16"], default="fp32", help="storage format of the weights")
+    c.add_argument("--input", action="append", metavar="NAME=DIMS",
+                   help="fix a dynamic input shape, e.g. sample=2x4x64x64 (repeatable)")
+    c.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    c.set_defaults(func=cmd_convert)
+    r = sub.add_parser("run", help="run a converted model on .npy inputs")
+    r.add_argument("model_dir")
+    r.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input (repeatable)")
+    r.add_argument("--output", default="outputs.npz", help="where to write the outputs (.npz)")
+    r.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    r.set_defaults(func=cmd_run)
+    i = sub.add_parser("info", help="describe a converted model")
+    i.add_argument("model_dir")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    except (ValueError, OSError, KeyError, NotImplementedError, IndexError) as e:
+        if os.environ.get("ONNXSTREAM_TRACEBACK"):
+            raise
+        return _fail(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

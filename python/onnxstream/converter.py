@@ -1,0 +1,400 @@
+"""ONNX model -> onnxstream model directory (graph.json + weights.bin). The only module that imports onnx.
+
+Steps, top to bottom: load (with external data) -> check the opset -> fix input shapes -> fold constant
+subgraphs with the runtime's own ops and ONNX shape inference -> drop dead nodes -> list unsupported ops ->
+write weights in first-read order (aligned, checksummed) and the graph, into a temp dir renamed at the end.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
+from .runtime.ops import OPS
+
+MIN_OPSET = 13
+INLINE_BYTES = 256            # constants up to this size live in graph.json; larger ones are streamed weights
+FOLD_GROWTH_LIMIT = 1 << 20   # don't fold a node whose output is over 1 MB and larger than its inputs (Expand etc.)
+# Ops that take `axes` as an input only from opset 18 on (an opset-17 model using that form is invalid).
+AXES_INPUT_FROM_18 = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                      "ReduceLogSumExp", "ReduceSumSquare"}
+
+
+class ConversionError(ValueError):
+    """The model cannot be converted; the message says why and what to do."""
+
+
+def _log(progress, msg):
+    if progress:
+        progress(msg)
+
+
+# ---------------------------------------------------------------- public entry point
+
+def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "fp32",
+            input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None) -> Path:
+    """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir."""
+    if weights not in ("fp32", "fp16"):
+        raise ConversionError(f"weights must be 'fp32' or 'fp16', not '{weights}'")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise ConversionError(f"{out_dir} already exists (pass overwrite=True / --force to replace it)")
+    onnx = _import_onnx()
+    _log(progress, f"loading {path}")
+    model = _load(onnx, Path(path))
+    opset = _check_opset(onnx, model)
+    graph_proto = model.graph
+    consts = _initializers(onnx, graph_proto)
+    inputs = _graph_inputs(onnx, graph_proto, consts, input_shapes or {})
+    nodes = [_node(onnx, n, i) for i, n in enumerate(graph_proto.node)]
+    outputs = [o.name for o in graph_proto.output]
+    _log(progress, f"folding constants ({len(nodes)} nodes)")
+    nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
+    nodes = _prune(nodes, outputs)
+    _check_supported(nodes)
+    graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
+    _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")
+    _write(graph, consts, out_dir, overwrite, weights)
+    return out_dir
+
+
+def _import_onnx():
+    try:
+        import onnx
+        import onnx.numpy_helper
+        import onnx.shape_inference
+    except ImportError:
+        raise ConversionError("converting needs the onnx package: pip install 'onnxstream[convert]'") from None
+    return onnx
+
+
+def _load(onnx, path: Path):
+    if not path.is_file():
+        raise ConversionError(f"{path} does not exist")
+    try:
+        return onnx.load(str(path), load_external_data=True)
+    except FileNotFoundError as e:
+        raise ConversionError(f"{path} refers to external weight data that is missing: {e}") from None
+    except Exception as e:  # protobuf decode errors have no common base class
+        raise ConversionError(f"{path} is not a readable ONNX model: {e}") from None
+
+
+def _check_opset(onnx, model) -> int:
+    versions = {o.domain or "": o.version for o in model.opset_import}
+    opset = versions.get("", versions.get("ai.onnx"))
+    newest = onnx.defs.onnx_opset_version()
+    if opset is None:
+        raise ConversionError("the model imports no default ONNX opset")
+    if opset < MIN_OPSET:
+        raise ConversionError(f"the model uses opset {opset}; onnxstream needs opset {MIN_OPSET} or later "
+                              f"(re-export it, or upgrade it with onnx.version_converter)")
+    if opset > newest:
+        raise ConversionError(f"the model uses opset {opset}, newer than the installed onnx package knows "
+                              f"({newest}); upgrade onnx")
+    if opset < 18:
+        bad = [n for n in model.graph.node
+               if (n.op_type == "Split" and any(a.name == "num_outputs" for a in n.attribute))
+               or (n.op_type in AXES_INPUT_FROM_18 and len(n.input) > 1)]
+        if bad:
+            raise ConversionError(
+                f"the model declares opset {opset} but node '{bad[0].name}' ({bad[0].op_type}) uses the opset-18 "
+                f"form ({len(bad)} such nodes): the file is invalid. The torch.onnx dynamo exporter writes such "
+                f"models when asked for opset < 18; export with opset_version=18 (its default) or with dynamo=False")
+    return opset
+
+
+# ---------------------------------------------------------------- ONNX protos -> plain Python values
+
+def _initializers(onnx, graph_proto) -> dict[str, np.ndarray]:
+    consts = {}
+    for t in graph_proto.initializer:
+        consts[t.name] = onnx.numpy_helper.to_array(t)
+        t.ClearField("raw_data")  # the numpy copy is the one we keep
+    return consts
+
+
+def _dims(onnx, type_proto) -> list:
+    return [d.dim_value if d.HasField("dim_value") else None for d in type_proto.tensor_type.shape.dim]
+
+
+def _elem_dtype(onnx, type_proto) -> str:
+    elem = type_proto.tensor_type.elem_type
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+    except Exception:
+        raise ConversionError(f"unsupported tensor element type {elem}") from None
+
+
+def _graph_inputs(onnx, graph_proto, consts, overrides) -> list[ValueInfo]:
+    inputs = []
+    names = [i.name for i in graph_proto.input if i.name not in consts]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ConversionError(f"--input names {unknown} are not inputs of the model; its inputs are {names}")
+    for i in graph_proto.input:
+        if i.name in consts:
+            continue
+        if not i.type.HasField("tensor_type"):
+            raise ConversionError(f"input '{i.name}' is not a tensor; only tensor inputs are supported")
+        dims = _dims(onnx, i.type)
+        if i.name in overrides:
+            want = list(overrides[i.name])
+            if len(want) != len(dims) or any(d is not None and d != w for d, w in zip(dims, want)):
+                raise ConversionError(f"--input {i.name}={'x'.join(map(str, want))} does not fit the model's "
+                                      f"shape {['?' if d is None else d for d in dims]}")
+            dims = want
+        if any(d is None for d in dims):
+            shown = "x".join("?" if d is None else str(d) for d in dims)
+            raise ConversionError(f"input '{i.name}' has dynamic dimensions ({shown}); fix them with "
+                                  f"--input {i.name}=" + "x".join("N" if d is None else str(d) for d in dims))
+        inputs.append(ValueInfo(i.name, dims, _elem_dtype(onnx, i.type)))
+    return inputs
+
+
+def _attr_value(onnx, attr):
+    v = onnx.helper.get_attribute_value(attr)
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(v)
+    if isinstance(v, list):
+        if v and isinstance(v[0], bytes):
+            return [s.decode("utf-8") for s in v]
+        if v and not isinstance(v[0], (int, float)):
+            raise _UnsupportedAttr(attr.name)
+        return list(v)
+    if not isinstance(v, (int, float)):
+        raise _UnsupportedAttr(attr.name)  # subgraphs (If/Loop/Scan), sparse tensors, type protos
+    return v
+
+
+class _UnsupportedAttr(Exception):
+    pass
+
+
+def _node(onnx, n, index: int) -> Node:
+    attrs = {}
+    unsupported = None
+    for a in n.attribute:
+        try:
+            attrs[a.name] = _attr_value(onnx, a)
+        except _UnsupportedAttr:
+            unsupported = a.name
+    op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+    node = Node(op, n.name or f"{n.op_type}_{index}", list(n.input), list(n.output), attrs)
+    if unsupported:
+        node.attrs["__unsupported_attr__"] = unsupported
+    return node
+
+
+# ---------------------------------------------------------------- constant folding with shape inference
+
+def _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs) -> dict[str, tuple[list, str]]:
+    """ONNX shape inference on the current graph, with large constants passed as typed inputs (no data)."""
+    helper = onnx.helper
+    graph_inputs = [helper.make_tensor_value_info(v.name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype)),
+                                                  v.shape) for v in inputs]
+    inits = []
+    for name, a in consts.items():
+        if a.nbytes <= 1 << 14 or (a.dtype == np.int64 and a.nbytes <= 1 << 20):  # data shape inference may read
+            inits.append(onnx.numpy_helper.from_array(a, name))
+        else:
+            graph_inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape))
+    protos = []
+    for n in nodes:
+        if n.op.count("."):
+            domain, op = n.op.rsplit(".", 1)
+        else:
+            domain, op = "", n.op
+        attrs = {k: (onnx.numpy_helper.from_array(np.asarray(v)) if isinstance(v, np.ndarray) else v)
+                 for k, v in n.attrs.items() if not k.startswith("__") and not (isinstance(v, list) and not v)}
+        protos.append(helper.make_node(op, n.inputs, n.outputs, name=n.name, domain=domain, **attrs))
+    g = helper.make_graph(protos, "g", graph_inputs, [helper.make_empty_tensor_value_info(o) for o in outputs], inits)
+    m = helper.make_model(g, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    try:
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+    except Exception:
+        return {}  # inference is an aid to folding; the runtime computes shapes itself
+    shapes = {}
+    for vi in list(m.graph.value_info) + list(m.graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            try:
+                shapes[vi.name] = (_dims(onnx, vi.type), _elem_dtype(onnx, vi.type))
+            except ConversionError:
+                pass
+    return shapes
+
+
+def _evaluate(node: Node, args: list, opset: int):
+    fn = OPS[node.op]
+    kwargs = dict(node.attrs)
+    params = inspect.signature(fn).parameters
+    if "_num_results" in params:
+        kwargs["_num_results"] = len(node.outputs)
+    if "_opset" in params:
+        kwargs["_opset"] = opset
+    result = fn(*args, **kwargs)
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _fold(onnx, model, opset, inputs, nodes, consts, outputs):
+    """Replace every node computable at convert time by its result. Iterates with shape inference, since
+    folding Shape nodes makes Reshape targets constant, which makes more shapes static."""
+    shapes = {}
+    for _ in range(8):
+        shapes = _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs)
+        kept = []
+        for node in nodes:
+            folded = _try_fold(node, consts, shapes, opset)
+            if folded is None:
+                kept.append(node)
+            else:
+                consts.update(folded)
+        changed = len(kept) != len(nodes)
+        nodes = kept
+        if not changed:
+            break
+    return nodes, shapes
+
+
+def _try_fold(node: Node, consts, shapes, opset):
+    if "__unsupported_attr__" in node.attrs or node.op not in OPS or not node.outputs:
+        return None
+    if node.op in ("Shape", "Size") and node.inputs[0] not in consts:
+        dims, _ = shapes.get(node.inputs[0], (None, None))
+        if dims is None or any(d is None for d in dims):
+            return None
+        # Only the shape is read: a zero-stride array of that shape costs no memory.
+        args = [np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), dims, [0] * len(dims))]
+    elif all(not n or n in consts for n in node.inputs):
+        args = [consts[n] if n else None for n in node.inputs]
+    else:
+        return None
+    if node.op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"):
+        return None
+    try:
+        results = _evaluate(node, args, opset)
+    except Exception:
+        return None  # leave it to the runtime, which reports errors with the node's name
+    in_bytes = sum(a.nbytes for a in args if isinstance(a, np.ndarray) and node.op not in ("Shape", "Size"))
+    out_bytes = sum(np.asarray(r).nbytes for r in results)
+    if out_bytes > FOLD_GROWTH_LIMIT and out_bytes > in_bytes:
+        return None
+    return {name: np.ascontiguousarray(r) for name, r in zip(node.outputs, results) if name}
+
+
+def _prune(nodes: list[Node], outputs: list[str]) -> list[Node]:
+    needed = set(outputs)
+    kept = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.outputs if o):
+            kept.append(node)
+            needed.update(n for n in node.inputs if n)
+    return kept[::-1]
+
+
+def _check_supported(nodes: list[Node]) -> None:
+    problems: dict[str, list[str]] = {}
+    for node in nodes:
+        if node.op not in OPS:
+            problems.setdefault(node.op, []).append(node.name)
+            continue
+        bad_attr = node.attrs.get("__unsupported_attr__")
+        params = inspect.signature(OPS[node.op]).parameters
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        unknown = [a for a in node.attrs if a not in params and not takes_any and not a.startswith("__")]
+        if bad_attr or unknown:
+            problems.setdefault(f"{node.op} (attribute {bad_attr or unknown[0]})", []).append(node.name)
+    if problems:
+        lines = [f"  {op}: {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}"
+                 for op, names in sorted(problems.items())]
+        raise ConversionError("the model uses ops onnxstream does not support:\n" + "\n".join(lines))
+
+
+# ---------------------------------------------------------------- writing the model directory
+
+def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights_format) -> Graph:
+    used = []
+    seen = set()
+    for node in nodes:
+        for name in node.inputs:
+            if name in consts and name not in seen:
+                seen.add(name)
+                used.append(name)
+    for name in outputs:
+        if name in consts and name not in seen:
+            seen.add(name)
+            used.append(name)
+    constants, weights = {}, []
+    for name in used:
+        a = consts[name]
+        if a.nbytes <= INLINE_BYTES or name in outputs:
+            constants[name] = a
+        else:
+            store = np.float16 if weights_format == "fp16" and a.dtype == np.float32 and a.ndim >= 2 else a.dtype
+            weights.append(Weight(name, np.dtype(store).name, list(a.shape)))
+    out_infos = []
+    for o in model.graph.output:
+        dims, dtype = shapes.get(o.name, (None, None))
+        if o.name in consts:
+            dims, dtype = list(consts[o.name].shape), consts[o.name].dtype.name
+        if dtype is None:
+            dims, dtype = _dims(onnx, o.type), _elem_dtype(onnx, o.type)
+        out_infos.append(ValueInfo(o.name, dims, dtype))
+    values = {k: ValueInfo(k, d, t) for k, (d, t) in shapes.items()}
+    meta = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "weights": weights_format}
+    return Graph(inputs, out_infos, nodes, constants, weights, values, opset, meta)
+
+
+def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format: str) -> None:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        with open(tmp / WEIGHTS_FILE, "wb") as f:
+            f.write(weights_header(len(graph.weights)))
+            for w in graph.weights:
+                data = np.ascontiguousarray(consts[w.name].astype(np.dtype(w.dtype), copy=False))
+                pos = f.tell()
+                pad = (-pos) % ALIGN
+                f.write(b"\0" * pad)
+                w.offset, w.nbytes = pos + pad, data.nbytes
+                w.hash = int(_core.xxh64(data.reshape(-1).view(np.uint8)))
+                f.write(memoryview(data.reshape(-1).view(np.uint8)))
+            f.flush()
+            os.fsync(f.fileno())
+        save_graph(graph, tmp)
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple]:
+    """'name=1x4x64x64' -> ('name', (1, 4, 64, 64)); 'name=' or 'name=scalar' for a scalar."""
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise ConversionError(f"--input expects NAME=DIMS such as sample=2x4x64x64, got '{text}'")
+    if dims in ("", "scalar"):
+        return name, ()
+    try:
+        shape = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        raise ConversionError(f"--input {text}: dimensions must be integers joined by 'x'") from None
+    if any(d < 0 for d in shape):
+        raise ConversionError(f"--input {text}: dimensions must not be negative")
+    return name, shape
+

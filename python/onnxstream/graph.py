@@ -1,0 +1,153 @@
+"""The model directory format: graph.json (nodes, inputs, outputs, small constants, weight table) + weights.bin.
+
+weights.bin starts with a 64-byte header (magic b"ONXSTRM1", format version, tensor count) and holds each
+weight tensor at a 4096-byte aligned offset, in the order the runtime first reads them; graph.json stores each
+tensor's offset, size, dtype, shape and XXH64 checksum.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+GRAPH_FILE = "graph.json"
+WEIGHTS_FILE = "weights.bin"
+WEIGHTS_MAGIC = b"ONXSTRM1"
+HEADER_BYTES = 64
+ALIGN = 4096
+
+
+class ModelFormatError(ValueError):
+    """The model directory is missing, damaged or from an incompatible version."""
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list[str]   # "" marks an omitted optional input
+    outputs: list[str]
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class ValueInfo:
+    name: str
+    shape: list          # ints; None for a dimension unknown at convert time
+    dtype: str           # numpy dtype name
+
+
+@dataclass
+class Weight:
+    name: str
+    dtype: str
+    shape: list[int]
+    offset: int = 0
+    nbytes: int = 0
+    hash: int = 0
+
+
+@dataclass
+class Graph:
+    inputs: list[ValueInfo]
+    outputs: list[ValueInfo]
+    nodes: list[Node]
+    constants: dict[str, np.ndarray]        # small tensors kept in graph.json
+    weights: list[Weight]                   # large tensors streamed from weights.bin
+    values: dict[str, ValueInfo] = field(default_factory=dict)   # every inferred intermediate shape
+    opset: int = 13
+    metadata: dict = field(default_factory=dict)
+
+    def last_uses(self) -> dict[str, int]:
+        """Index of the last node reading each value (graph outputs are never freed)."""
+        last = {}
+        for i, node in enumerate(self.nodes):
+            for name in node.inputs:
+                if name:
+                    last[name] = i
+        for out in self.outputs:
+            last[out.name] = len(self.nodes)
+        return last
+
+
+# ---------------------------------------------------------------- encoding of arrays and attributes in JSON
+
+def encode_array(a: np.ndarray) -> dict:
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def decode_array(d: dict) -> np.ndarray:
+    raw = base64.b64decode(d["data"])
+    return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+
+
+def encode_attr(v):
+    if isinstance(v, np.ndarray):
+        return {"tensor": encode_array(v)}
+    return v
+
+
+def decode_attr(v):
+    if isinstance(v, dict) and "tensor" in v:
+        return decode_array(v["tensor"])
+    return v
+
+
+# ---------------------------------------------------------------- reading and writing a model directory
+
+def save_graph(graph: Graph, directory: Path) -> None:
+    doc = {
+        "format": "onnxstream",
+        "version": FORMAT_VERSION,
+        "opset": graph.opset,
+        "metadata": graph.metadata,
+        "inputs": [vars(v) for v in graph.inputs],
+        "outputs": [vars(v) for v in graph.outputs],
+        "nodes": [{"op": n.op, "name": n.name, "inputs": n.inputs, "outputs": n.outputs,
+                   "attrs": {k: encode_attr(v) for k, v in n.attrs.items()}} for n in graph.nodes],
+        "constants": {k: encode_array(v) for k, v in graph.constants.items()},
+        "weights": [vars(w) for w in graph.weights],
+        "values": {k: {"shape": v.shape, "dtype": v.dtype} for k, v in graph.values.items()},
+    }
+    with open(directory / GRAPH_FILE, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_graph(directory: str | os.PathLike) -> Graph:
+    directory = Path(directory)
+    path = directory / GRAPH_FILE
+    if not directory.is_dir():
+        raise ModelFormatError(f"model directory {directory} does not exist")
+    if not path.is_file():
+        raise ModelFormatError(f"{directory} is not an onnxstream model: {GRAPH_FILE} is missing "
+                               f"(convert an .onnx file first: onnxstream convert MODEL.onnx {directory})")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path} is damaged: {e}") from None
+    if doc.get("format") != "onnxstream" or doc.get("version") != FORMAT_VERSION:
+        raise ModelFormatError(f"{path} is not an onnxstream model of format version {FORMAT_VERSION}")
+    return Graph(
+        inputs=[ValueInfo(**v) for v in doc["inputs"]],
+        outputs=[ValueInfo(**v) for v in doc["outputs"]],
+        nodes=[Node(n["op"], n["name"], n["inputs"], n["outputs"],
+                    {k: decode_attr(v) for k, v in n["attrs"].items()}) for n in doc["nodes"]],
+        constants={k: decode_array(v) for k, v in doc["constants"].items()},
+        weights=[Weight(**w) for w in doc["weights"]],
+        values={k: ValueInfo(k, v["shape"], v["dtype"]) for k, v in doc["values"].items()},
+        opset=doc["opset"],
+        metadata=doc.get("metadata", {}),
+    )
+
+
+def weights_header(count: int) -> bytes:
+    head = WEIGHTS_MAGIC + FORMAT_VERSION.to_bytes(4, "little") + ALIGN.to_bytes(4, "little") + count.to_bytes(8, "little")
+    return head.ljust(HEADER_BYTES, b"\0")

@@ -1,0 +1,164 @@
+"""Session: runs a converted model node by node, streaming each weight from disk when its node runs.
+
+Opening a session reads graph.json only. run() starts the weight reader on the run's read order (it prefetches
+ahead within a byte budget), then for each node: fetch inputs, call OPS[node.op], store outputs, and drop every
+value whose last reader has run, so memory holds live activations plus the weights in flight.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import _core
+from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
+from .ops import FLOAT16_WEIGHT_OPS, OPS
+from .ops.common import cast
+
+DEFAULT_PREFETCH_BYTES = 64 << 20
+
+
+class InputError(ValueError):
+    """A feed does not match what the model expects."""
+
+
+class Session:
+    def __init__(self, model_dir: str | os.PathLike, threads: int | None = None,
+                 prefetch_bytes: int = DEFAULT_PREFETCH_BYTES):
+        self.model_dir = Path(model_dir)
+        self.graph: Graph = load_graph(self.model_dir)
+        _core.set_num_threads(threads or 0)
+        missing = [n.op for n in self.graph.nodes if n.op not in OPS]
+        if missing:
+            raise ModelFormatError(f"model uses ops this onnxstream version lacks: {sorted(set(missing))}")
+        weights = self.graph.weights
+        path = self.model_dir / WEIGHTS_FILE
+        if weights and not path.is_file():
+            raise ModelFormatError(f"{self.model_dir} is incomplete: {WEIGHTS_FILE} is missing")
+        self._reader = _core.WeightReader(str(path), [w.name for w in weights], [w.offset for w in weights],
+                                          [w.nbytes for w in weights], [w.hash for w in weights],
+                                          prefetch_bytes) if weights else None
+        self._weight_ids = {w.name: i for i, w in enumerate(weights)}
+        self._read_order = [self._weight_ids[n] for node in self.graph.nodes for n in node.inputs
+                            if n in self._weight_ids]
+        last = self.graph.last_uses()
+        self._frees = [[] for _ in self.graph.nodes]
+        for name, i in last.items():
+            if i < len(self.graph.nodes):
+                self._frees[i].append(name)
+        self._calls = [self._bind(node) for node in self.graph.nodes]
+        self._debug = int(os.environ.get("ONNXSTREAM_DEBUG", "0") or 0)
+
+    # ------------------------------------------------------------ what the model takes and gives
+
+    @property
+    def inputs(self):
+        return self.graph.inputs
+
+    @property
+    def outputs(self):
+        return self.graph.outputs
+
+    @property
+    def bytes_read(self) -> int:
+        """Weight bytes read from disk since the session opened."""
+        return self._reader.bytes_read if self._reader else 0
+
+    # ------------------------------------------------------------ running
+
+    def _bind(self, node):
+        fn = OPS[node.op]
+        params = inspect.signature(fn).parameters
+        kwargs = dict(node.attrs)
+        if "_num_results" in params:
+            kwargs["_num_results"] = len(node.outputs)
+        if "_opset" in params:
+            kwargs["_opset"] = self.graph.opset
+        return fn, kwargs
+
+    def _weight(self, name: str, op: str) -> np.ndarray:
+        w = self.graph.weights[self._weight_ids[name]]
+        raw = self._reader.get(self._weight_ids[name])
+        array = raw.view(np.dtype(w.dtype)).reshape(w.shape)
+        if array.dtype == np.float16 and op not in FLOAT16_WEIGHT_OPS:
+            array = cast(array, np.float32)
+        return array
+
+    def _check_feeds(self, feeds: dict) -> dict:
+        expected = {v.name: v for v in self.graph.inputs}
+        unknown = sorted(set(feeds) - set(expected))
+        if unknown:
+            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {sorted(expected)}")
+        missing = sorted(set(expected) - set(feeds))
+        if missing:
+            raise InputError(f"missing input(s) {missing}")
+        checked = {}
+        for name, value in feeds.items():
+            spec = expected[name]
+            array = np.asarray(value)
+            if array.dtype != np.dtype(spec.dtype):
+                raise InputError(f"input '{name}' must be {spec.dtype}, got {array.dtype}")
+            shape_ok = len(array.shape) == len(spec.shape) and all(
+                d is None or d == a for d, a in zip(spec.shape, array.shape))
+            if not shape_ok:
+                want = "x".join("?" if d is None else str(d) for d in spec.shape) or "scalar"
+                raise InputError(f"input '{name}' must have shape {want}, got "
+                                 f"{'x'.join(map(str, array.shape)) or 'scalar'}")
+            checked[name] = array
+        return checked
+
+    def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        values: dict[str, np.ndarray] = dict(self.graph.constants)
+        values.update(self._check_feeds(feeds))
+        if self._reader:
+            self._reader.start(self._read_order)
+        try:
+            for i, node in enumerate(self.graph.nodes):
+                fn, kwargs = self._calls[i]
+                start = time.perf_counter() if self._debug else 0.0
+                args = [None if not n else (values[n] if n in values else self._weight(n, node.op))
+                        for n in node.inputs]
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as e:
+                    if _reraisable(e):
+                        raise type(e)(f"{node.op} node '{node.name}': {e}") from e
+                    raise
+                results = result if isinstance(result, tuple) else (result,)
+                for name, value in zip(node.outputs, results):
+                    if name:
+                        values[name] = value
+                del args, result, results
+                if self._debug:
+                    _trace(node, values, time.perf_counter() - start, self._debug)
+                for name in self._frees[i]:
+                    values.pop(name, None)
+        finally:
+            if self._reader:
+                self._reader.stop()
+        names = output_names or [o.name for o in self.graph.outputs]
+        return {name: values[name] for name in names}
+
+
+def _reraisable(e: Exception) -> bool:
+    """Exceptions whose constructor takes one message, so the node name can be prefixed."""
+    try:
+        type(e)("x")
+        return True
+    except Exception:
+        return False
+
+
+def _trace(node, values, seconds, level):
+    shapes = [tuple(values[n].shape) if n in values else "?" for n in node.outputs if n]
+    line = f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  -> {shapes}"
+    if level >= 2:
+        for n in node.outputs:
+            v = values.get(n)
+            if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
+                line += f"\n      {n}: min {v.min():.4g} max {v.max():.4g} mean {v.mean():.4g}"
+    print(line, file=sys.stderr)

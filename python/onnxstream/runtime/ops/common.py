@@ -1,0 +1,77 @@
+"""Helpers every op module uses: output allocation, broadcasting, ONNX dtype codes, axis handling."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import _core
+
+# ONNX TensorProto.DataType -> numpy dtype (the types the runtime computes with).
+ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+               9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def onnx_dtype(code: int) -> np.dtype:
+    if code not in ONNX_DTYPES:
+        raise NotImplementedError(f"ONNX data type {code} is not supported")
+    return np.dtype(ONNX_DTYPES[code])
+
+
+def axis_index(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ValueError(f"axis {axis} is out of range for a tensor of rank {rank}")
+    return axis % rank if rank else 0
+
+
+def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -> np.ndarray:
+    y = np.empty(x.shape, x.dtype)
+    _core.unary(op, x, y, float(alpha), float(beta))
+    return y
+
+
+def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    y = np.empty(shape, out_dtype or a.dtype)
+    _core.binary(op, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
+    return y
+
+
+def cast(x: np.ndarray, dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    y = np.empty(x.shape, dtype)
+    _core.cast(x, y)
+    return y
+
+
+def as_ints(v) -> list[int]:
+    """An ONNX shape/axes/index input (int64 tensor) or attribute as a Python list."""
+    if v is None:
+        return []
+    return [int(i) for i in np.asarray(v).reshape(-1)]
+
+
+def middle_axes_view(x: np.ndarray, axes: list[int]):
+    """x viewed as [outer, n, inner] with `axes` (sorted, normalised) gathered in the middle.
+
+    Returns (view, kept_shape) where kept_shape is x's shape with the reduced axes removed. Axes that are already
+    adjacent need no copy; otherwise the tensor is transposed into a contiguous copy first.
+    """
+    rank = x.ndim
+    axes = sorted(set(axes))
+    rest = [i for i in range(rank) if i not in axes]
+    first = axes[0] if axes else rank
+    contiguous_block = axes == list(range(first, first + len(axes)))
+    if contiguous_block:
+        outer_axes, inner_axes = list(range(first)), list(range(first + len(axes), rank))
+    else:
+        outer_axes, inner_axes = rest, []
+        x = x.transpose(rest + axes)
+    x = np.ascontiguousarray(x)
+    shape = [x.shape[i] for i in range(x.ndim)]
+    n_outer = len(outer_axes)
+    outer = int(np.prod(shape[:n_outer], dtype=np.int64))
+    n = int(np.prod(shape[n_outer:n_outer + len(axes)], dtype=np.int64))
+    inner = int(np.prod(shape[n_outer + len(axes):], dtype=np.int64))
+    kept = [d for i, d in enumerate(x.shape) if not n_outer <= i < n_outer + len(axes)]
+    return x.reshape(outer, n, inner), kept
