@@ -45,6 +45,8 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     if out_dir.exists() and not overwrite:
         raise ConversionError(f"{out_dir} already exists (pass overwrite=True / --force to replace it)")
     onnx = _import_onnx()
+    if not Path(path).is_file():
+        raise ConversionError(f"{path} does not exist")
     _log(progress, f"loading {path}")
     model = _load(onnx, Path(path))
     opset = _check_opset(onnx, model)
@@ -74,13 +76,11 @@ def _import_onnx():
 
 
 def _load(onnx, path: Path):
-    if not path.is_file():
-        raise ConversionError(f"{path} does not exist")
     try:
         return onnx.load(str(path), load_external_data=True)
-    except FileNotFoundError as e:
-        raise ConversionError(f"{path} refers to external weight data that is missing: {e}") from None
     except Exception as e:  # protobuf decode errors have no common base class
+        if isinstance(e, FileNotFoundError) or "should be stored in" in str(e):
+            raise ConversionError(f"{path} refers to external weight data that is missing: {e}") from None
         raise ConversionError(f"{path} is not a readable ONNX model: {e}") from None
 
 

@@ -1,0 +1,42 @@
+"""References for whole-model tests: onnxruntime on the original model, optionally with the weights rounded to
+float16 exactly as the converter stores them."""
+from __future__ import annotations
+
+import numpy as np
+
+from onnxstream.converter import INLINE_BYTES
+
+
+def rel_l2(actual: np.ndarray, expected: np.ndarray) -> float:
+    actual = actual.astype(np.float64)
+    expected = expected.astype(np.float64)
+    return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-30))
+
+
+def round_weights_to_fp16(model) -> None:
+    """Round, in place, every tensor the converter stores as float16: float32 initializers and Constant values
+    with at least 2 dimensions that are too big to be inlined in graph.json."""
+    from onnx import numpy_helper
+
+    def rounded(t):
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32 and a.ndim >= 2 and a.nbytes > INLINE_BYTES:
+            t.CopyFrom(numpy_helper.from_array(a.astype(np.float16).astype(np.float32), t.name))
+
+    for t in model.graph.initializer:
+        rounded(t)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    rounded(attr.t)
+
+
+def onnxruntime_outputs(model_or_path, feeds: dict) -> dict:
+    import onnxruntime as ort
+    arg = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(arg, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
