@@ -202,7 +202,7 @@ def check_schedule(ours, theirs):
     same_timesteps(ours.timesteps, theirs.timesteps)
     if hasattr(theirs, "sigmas"):
         close(ours.sigmas, theirs.sigmas, "sigmas")
-    np.testing.assert_allclose(ours.alphas_cumprod, theirs.alphas_cumprod.numpy(), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(ours.alphas_cumprod, theirs.alphas_cumprod.numpy(), rtol=1e-6, atol=1e-9)
     assert np.isclose(float(ours.init_noise_sigma), float(theirs.init_noise_sigma), rtol=1e-6)
 
 
