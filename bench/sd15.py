@@ -1,0 +1,137 @@
+"""Full-size SD1.5 networks (random weights): onnxstream vs onnxruntime, each run in a fresh process.
+
+    python bench/sd15.py [--networks text_encoder,unet,vae_decoder] [--weights fp32,fp16] [--runs 3]
+
+Builds and exports the networks once (cached by tests/modelzoo.py), converts them, then for every network and
+weight format runs onnxruntime and onnxstream on the same inputs and prints one markdown table: median time per
+run, peak RSS (VmHWM, with its anonymous and file-backed parts), bytes read and written (/proc/self/io), output
+error vs onnxruntime (relative L2) and the time ratio onnxstream / onnxruntime.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import modelzoo  # noqa: E402
+
+NETWORKS = {"text_encoder": "sd15_text_encoder", "unet": "sd15_unet", "vae_decoder": "sd15_vae_decoder"}
+CACHE = Path.home() / ".cache" / "onnxstream" / "converted"
+
+# One run of one engine in a fresh process; prints a JSON line with its measurements.
+RUNNER = textwrap.dedent("""
+    import json, statistics, sys, time
+    import numpy as np
+    engine, model, feeds_path, out_path, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    feeds = dict(np.load(feeds_path))
+    def io():
+        return {k: int(v) for k, v in (line.split(": ") for line in open("/proc/self/io"))}
+    io0 = io()
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        run = lambda: dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    else:
+        import onnxstream
+        session = onnxstream.Session(model)
+        run = lambda: session.run(feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - start)
+    io1 = io()
+    np.savez(out_path, **out)
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    kb = lambda k: int(status[k].split()[0]) / 1024
+    print(json.dumps({"seconds": statistics.median(times), "peak_mb": kb("VmHWM"), "anon_mb": kb("RssAnon"),
+                      "file_mb": kb("RssFile"), "read_mb": (io1["read_bytes"] - io0["read_bytes"]) / 2**20,
+                      "rchar_mb": (io1["rchar"] - io0["rchar"]) / 2**20,
+                      "written_mb": (io1["write_bytes"] - io0["write_bytes"]) / 2**20, "runs": runs}))
+""")
+
+
+def run_engine(engine: str, model: Path, feeds: Path, out: Path, runs: int) -> dict:
+    r = subprocess.run([sys.executable, "-c", RUNNER, engine, str(model), str(feeds), str(out), str(runs)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["killed"])[-1]}
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result["outputs"] = dict(np.load(out))
+    return result
+
+
+def converted(name: str, onnx_path: Path, weights: str) -> Path:
+    import onnxstream
+    out = CACHE / f"{onnx_path.stem}-{weights}"
+    if not out.exists():
+        start = time.time()
+        onnxstream.convert(onnx_path, out, weights=weights)
+        print(f"converted {name} ({weights}) in {time.time() - start:.0f} s", file=sys.stderr)
+    return out
+
+
+def rel_l2(a, b) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--networks", default=",".join(NETWORKS))
+    p.add_argument("--weights", default="fp32,fp16")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--exporter", default="dynamo", choices=modelzoo.EXPORTERS)
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for net in args.networks.split(","):
+            name = NETWORKS[net]
+            onnx_path = modelzoo.export(name, args.exporter)
+            feeds = tmp / f"{net}-feeds.npz"
+            np.savez(feeds, **modelzoo.inputs(name))
+            print(f"running onnxruntime on {net}", file=sys.stderr)
+            ref = run_engine("onnxruntime", onnx_path, feeds, tmp / "ref.npz", args.runs)
+            rows.append((net, "fp32", "onnxruntime", ref, None))
+            for weights in args.weights.split(","):
+                model = converted(name, onnx_path, weights)
+                print(f"running onnxstream on {net} ({weights})", file=sys.stderr)
+                ours = run_engine("onnxstream", model, feeds, tmp / "ours.npz", args.runs)
+                err = None
+                if "outputs" in ours and "outputs" in ref:
+                    err = max(rel_l2(ours["outputs"][k], v) for k, v in ref["outputs"].items())
+                rows.append((net, weights, "onnxstream", ours, err))
+            print_table(rows)
+    return 0
+
+
+def print_table(rows) -> None:
+    print("\n| network | weights | engine | time/run (s) | peak RSS MB (anon + file) | read MB | written MB | "
+          "rel. L2 error vs onnxruntime | time vs onnxruntime |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ref_time = {}
+    for net, weights, engine, r, err in rows:
+        if "error" in r:
+            print(f"| {net} | {weights} | {engine} | failed: {r['error'][:80]} | | | | | |")
+            continue
+        if engine == "onnxruntime":
+            ref_time[net] = r["seconds"]
+        ratio = r["seconds"] / ref_time[net] if net in ref_time and engine != "onnxruntime" else None
+        print(f"| {net} | {weights} | {engine} | {r['seconds']:.2f} | {r['peak_mb']:.0f} "
+              f"({r['anon_mb']:.0f} + {r['file_mb']:.0f}) | {r['rchar_mb']:.0f} | {r['written_mb']:.1f} | "
+              f"{'' if err is None else f'{err:.1e}'} | {'' if ratio is None else f'{ratio:.2f}x'} |")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
