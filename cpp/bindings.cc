@@ -57,6 +57,13 @@ Tensor out_view(py::array& a) {
   return view(a);
 }
 
+// The numpy array owns the weight buffer: it is freed (and returned to the read budget) when the array dies.
+py::array as_array(const std::shared_ptr<WeightBuffer>& buf) {
+  auto* holder = new std::shared_ptr<WeightBuffer>(buf);
+  py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<WeightBuffer>*>(p); });
+  return py::array_t<uint8_t>({(py::ssize_t)buf->nbytes}, {(py::ssize_t)1}, buf->data, owner);
+}
+
 // Optional inputs arrive as None.
 struct MaybeTensor {
   Tensor t;
@@ -119,10 +126,16 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           buf = r.get(id);
         }
-        // The numpy array owns the buffer: it is freed (and returned to the budget) when the array dies.
-        auto* holder = new std::shared_ptr<WeightBuffer>(buf);
-        py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<WeightBuffer>*>(p); });
-        return py::array_t<uint8_t>({(py::ssize_t)buf->nbytes}, {(py::ssize_t)1}, buf->data, owner);
+        return as_array(buf);
+      })
+      .def("read_rows", [](WeightReader& r, int id, uint64_t row_nbytes, uint64_t rows_per_block,
+                           const std::vector<uint64_t>& block_hashes, const std::vector<int64_t>& rows) {
+        std::shared_ptr<WeightBuffer> buf;
+        {
+          py::gil_scoped_release nogil;
+          buf = r.read_rows(id, row_nbytes, rows_per_block, block_hashes, rows);
+        }
+        return as_array(buf);
       })
       .def_property_readonly("bytes_read", &WeightReader::bytes_read)
       .def_property_readonly("peak_held", &WeightReader::peak_held);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -52,45 +53,87 @@ void WeightReader::release(uint64_t nbytes) {
   cv_.notify_all();
 }
 
+std::shared_ptr<WeightBuffer> WeightReader::allocate(uint64_t nbytes) {
+  auto buf = std::make_shared<WeightBuffer>();
+  size_t alloc = (nbytes + 63) / 64 * 64;
+  buf->data = static_cast<uint8_t*>(std::aligned_alloc(64, alloc ? alloc : 64));
+  if (!buf->data) return nullptr;
+  buf->nbytes = nbytes;
+  std::lock_guard<std::mutex> lock(mu_);
+  held_ += nbytes;
+  if (held_ > peak_held_) peak_held_ = held_;
+  buf->owner = this;  // from here on the destructor returns the bytes to the budget
+  return buf;
+}
+
+bool WeightReader::pread_all(uint8_t* dst, uint64_t nbytes, uint64_t offset, const std::string& name,
+                             std::string* error) {
+  uint64_t done = 0;
+  while (done < nbytes) {
+    uint64_t want = std::min<uint64_t>(kChunk, nbytes - done);
+    ssize_t got = ::pread(fd_, dst + done, want, (off_t)(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      *error = "cannot read tensor '" + name + "' from " + path_ + ": " +
+               (got < 0 ? std::strerror(errno) : "unexpected end of file (truncated?)");
+      return false;
+    }
+    // Drop what we just read from the page cache: the copy in our buffer is the only one we need.
+    posix_fadvise(fd_, (off_t)(offset + done), got, POSIX_FADV_DONTNEED);
+    done += (uint64_t)got;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  bytes_read_ += nbytes;
+  return true;
+}
+
 std::shared_ptr<WeightBuffer> WeightReader::read_now(int id, std::string* error) {
   const WeightEntry& e = entries_[id];
-  auto buf = std::make_shared<WeightBuffer>();
-  size_t alloc = (e.nbytes + 63) / 64 * 64;
-  buf->data = static_cast<uint8_t*>(std::aligned_alloc(64, alloc ? alloc : 64));
-  if (!buf->data) {
+  auto buf = allocate(e.nbytes);
+  if (!buf) {
     *error = "out of memory reading tensor '" + e.name + "' (" + std::to_string(e.nbytes) + " bytes)";
     return nullptr;
   }
-  buf->nbytes = e.nbytes;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_ += e.nbytes;
-    if (held_ > peak_held_) peak_held_ = held_;
-  }
-  buf->owner = this;  // from here on the destructor returns the bytes to the budget
-  uint64_t done = 0;
-  while (done < e.nbytes) {
-    uint64_t want = std::min<uint64_t>(kChunk, e.nbytes - done);
-    ssize_t got = ::pread(fd_, buf->data + done, want, (off_t)(e.offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      *error = "cannot read tensor '" + e.name + "' from " + path_ + ": " +
-               (got < 0 ? std::strerror(errno) : "unexpected end of file (truncated?)");
-      return nullptr;
-    }
-    // Drop what we just read from the page cache: the copy in our buffer is the only one we need.
-    posix_fadvise(fd_, (off_t)(e.offset + done), got, POSIX_FADV_DONTNEED);
-    done += (uint64_t)got;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    bytes_read_ += e.nbytes;
-  }
+  if (!pread_all(buf->data, e.nbytes, e.offset, e.name, error)) return nullptr;
   if (xxh64(buf->data, e.nbytes) != e.hash) {
     *error = "checksum mismatch in tensor '" + e.name + "' of " + path_ + ": the weights file is corrupt";
     return nullptr;
   }
   return buf;
+}
+
+std::shared_ptr<WeightBuffer> WeightReader::read_rows(int id, uint64_t row_nbytes, uint64_t rows_per_block,
+                                                      const std::vector<uint64_t>& block_hashes,
+                                                      const std::vector<int64_t>& rows) {
+  check(id >= 0 && id < (int)entries_.size(), "weight id out of range");
+  const WeightEntry& e = entries_[id];
+  uint64_t n_rows = row_nbytes ? e.nbytes / row_nbytes : 0;
+  check(row_nbytes > 0 && rows_per_block > 0 && block_hashes.size() == (n_rows + rows_per_block - 1) / rows_per_block,
+        "row table of tensor '" + e.name + "' is described inconsistently");
+  auto out = allocate(rows.size() * row_nbytes);
+  check(out != nullptr, "out of memory gathering rows of tensor '" + e.name + "'");
+  std::vector<uint8_t> block(rows_per_block * row_nbytes);
+  int64_t loaded = -1;
+  std::string error;
+  // Visit rows in block order so each block is read (and verified) once.
+  std::vector<size_t> order(rows.size());
+  for (size_t i = 0; i < rows.size(); i++) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a] < rows[b]; });
+  for (size_t i : order) {
+    int64_t r = rows[i];
+    check(r >= 0 && (uint64_t)r < n_rows, "row " + std::to_string(r) + " out of range for tensor '" + e.name + "'");
+    int64_t b = r / (int64_t)rows_per_block;
+    if (b != loaded) {
+      uint64_t first = (uint64_t)b * rows_per_block, count = std::min(rows_per_block, n_rows - first);
+      if (!pread_all(block.data(), count * row_nbytes, e.offset + first * row_nbytes, e.name, &error)) throw Error(error);
+      if (xxh64(block.data(), count * row_nbytes) != block_hashes[b])
+        throw Error("checksum mismatch in tensor '" + e.name + "' (rows " + std::to_string(first) + "..) of " + path_ +
+                    ": the weights file is corrupt");
+      loaded = b;
+    }
+    std::memcpy(out->data + i * row_nbytes, block.data() + (r - loaded * (int64_t)rows_per_block) * row_nbytes, row_nbytes);
+  }
+  return out;
 }
 
 void WeightReader::start(std::vector<int> order) {

@@ -36,6 +36,10 @@ class WeightReader {
   void start(std::vector<int> order);          // a run begins: prefetch these tensors in this order
   std::shared_ptr<WeightBuffer> get(int id);   // blocks until tensor `id` is read and verified
   void stop();                                 // the run ended (or failed): cancel the read-ahead
+  // Rows `rows` of tensor `id` (a table of row_nbytes-byte rows whose blocks of rows_per_block rows carry their
+  // own checksums), gathered into one buffer in that order; reads only the blocks holding those rows.
+  std::shared_ptr<WeightBuffer> read_rows(int id, uint64_t row_nbytes, uint64_t rows_per_block,
+                                          const std::vector<uint64_t>& block_hashes, const std::vector<int64_t>& rows);
 
   uint64_t bytes_read() const { return bytes_read_; }
   uint64_t peak_held() const { return peak_held_; }
@@ -47,6 +51,8 @@ class WeightReader {
     std::string error;
     bool done = false;
   };
+  std::shared_ptr<WeightBuffer> allocate(uint64_t nbytes);
+  bool pread_all(uint8_t* dst, uint64_t nbytes, uint64_t offset, const std::string& name, std::string* error);
   std::shared_ptr<WeightBuffer> read_now(int id, std::string* error);
   void worker_loop();
   void release(uint64_t nbytes);

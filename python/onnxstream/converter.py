@@ -20,6 +20,8 @@ from .runtime.ops import OPS
 MIN_OPSET = 13
 INLINE_BYTES = 256            # constants up to this size live in graph.json; larger ones are streamed weights
 FOLD_GROWTH_LIMIT = 1 << 20   # don't fold a node whose output is over 1 MB and larger than its inputs (Expand etc.)
+ROW_TABLE_BYTES = 1 << 20     # Gather tables above this are read row by row (token embeddings: 150 MB, 77 rows used)
+ROW_BLOCK_BYTES = 1 << 16     # rows are checksummed in blocks of about this size
 # Ops that take `axes` as an input only from opset 18 on (an opset-17 model using that form is invalid).
 AXES_INPUT_FROM_18 = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
                       "ReduceLogSumExp", "ReduceSumSquare"}
@@ -330,6 +332,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
         if name in consts and name not in seen:
             seen.add(name)
             used.append(name)
+    gather_only = _gather_tables(nodes)
     constants, weights = {}, []
     for name in used:
         a = consts[name]
@@ -337,7 +340,11 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             constants[name] = a
         else:
             store = np.float16 if weights_format == "fp16" and a.dtype == np.float32 and a.ndim >= 2 else a.dtype
-            weights.append(Weight(name, np.dtype(store).name, list(a.shape)))
+            w = Weight(name, np.dtype(store).name, list(a.shape))
+            if name in gather_only and a.nbytes > ROW_TABLE_BYTES and a.ndim >= 1 and a.shape[0] > 1:
+                row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize
+                w.rows_per_block = max(1, ROW_BLOCK_BYTES // max(row_bytes, 1))
+            weights.append(w)
     out_infos = []
     for o in model.graph.output:
         dims, dtype = shapes.get(o.name, (None, None))
@@ -349,6 +356,18 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
     values = {k: ValueInfo(k, d, t) for k, (d, t) in shapes.items()}
     meta = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "weights": weights_format}
     return Graph(inputs, out_infos, nodes, constants, weights, values, opset, meta)
+
+
+def _gather_tables(nodes: list[Node]) -> set[str]:
+    """Names only ever read as the table (input 0, axis 0) of Gather nodes: those can be read row by row."""
+    tables, other = set(), set()
+    for node in nodes:
+        for i, name in enumerate(node.inputs):
+            if node.op == "Gather" and i == 0 and node.attrs.get("axis", 0) == 0:
+                tables.add(name)
+            else:
+                other.add(name)
+    return tables - other
 
 
 def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format: str) -> None:
@@ -367,6 +386,10 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
                 f.write(b"\0" * pad)
                 w.offset, w.nbytes = pos + pad, data.nbytes
                 w.hash = int(_core.xxh64(data.reshape(-1).view(np.uint8)))
+                if w.rows_per_block:
+                    blocks = data.reshape(data.shape[0], -1)
+                    w.block_hashes = [int(_core.xxh64(np.ascontiguousarray(blocks[r:r + w.rows_per_block]).view(np.uint8)))
+                                      for r in range(0, data.shape[0], w.rows_per_block)]
                 f.write(memoryview(data.reshape(-1).view(np.uint8)))
             f.flush()
             os.fsync(f.fileno())

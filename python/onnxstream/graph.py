@@ -50,6 +50,8 @@ class Weight:
     offset: int = 0
     nbytes: int = 0
     hash: int = 0
+    rows_per_block: int = 0          # > 0: a Gather table read row by row; each block of rows has a checksum
+    block_hashes: list = field(default_factory=list)
 
 
 @dataclass

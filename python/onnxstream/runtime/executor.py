@@ -43,8 +43,9 @@ class Session:
                                           [w.nbytes for w in weights], [w.hash for w in weights],
                                           prefetch_bytes) if weights else None
         self._weight_ids = {w.name: i for i, w in enumerate(weights)}
+        self._row_tables = {w.name for w in weights if w.rows_per_block}
         self._read_order = [self._weight_ids[n] for node in self.graph.nodes for n in node.inputs
-                            if n in self._weight_ids]
+                            if n in self._weight_ids and n not in self._row_tables]
         last = self.graph.last_uses()
         self._frees = [[] for _ in self.graph.nodes]
         for name, i in last.items():
@@ -88,6 +89,22 @@ class Session:
             array = cast(array, np.float32)
         return array
 
+    def _gathered_rows(self, name: str, indices: np.ndarray) -> list:
+        """Gather's (table, indices) with only the rows the indices name read from disk."""
+        w = self.graph.weights[self._weight_ids[name]]
+        rows = w.shape[0]
+        wrapped = np.where(indices < 0, indices + rows, indices).astype(np.int64)
+        if wrapped.size and (wrapped.min() < 0 or wrapped.max() >= rows):
+            raise IndexError(f"Gather index out of range for table '{name}' of {rows} rows")
+        unique, remapped = np.unique(wrapped, return_inverse=True)
+        row_nbytes = w.nbytes // rows
+        raw = self._reader.read_rows(self._weight_ids[name], row_nbytes, w.rows_per_block, w.block_hashes,
+                                     unique.tolist())
+        table = raw.view(np.dtype(w.dtype)).reshape([len(unique)] + w.shape[1:])
+        if table.dtype == np.float16:
+            table = cast(table, np.float32)
+        return [table, remapped.reshape(indices.shape)]
+
     def _check_feeds(self, feeds: dict) -> dict:
         expected = {v.name: v for v in self.graph.inputs}
         unknown = sorted(set(feeds) - set(expected))
@@ -120,8 +137,11 @@ class Session:
             for i, node in enumerate(self.graph.nodes):
                 fn, kwargs = self._calls[i]
                 start = time.perf_counter() if self._debug else 0.0
-                args = [None if not n else (values[n] if n in values else self._weight(n, node.op))
-                        for n in node.inputs]
+                if node.op == "Gather" and node.inputs[0] in self._row_tables:
+                    args = self._gathered_rows(node.inputs[0], values[node.inputs[1]])
+                else:
+                    args = [None if not n else (values[n] if n in values else self._weight(n, node.op))
+                            for n in node.inputs]
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as e:
