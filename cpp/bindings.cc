@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "ops/elementwise.h"
+#include "ops/attention.h"
 #include "ops/conv.h"
 #include "ops/gemm.h"
 #include "ops/norm.h"
@@ -247,6 +248,14 @@ PYBIND11_MODULE(_core, m) {
     Window win = window(kernel, strides, pads_begin, pads_end, dilations);
     py::gil_scoped_release nogil;
     pool(op, tx, win, count_include_pad, p, ty, ti.get());
+  });
+
+  // ---- fused attention ([B, H, M, D] queries) ----
+  m.def("attention", [](py::array q, py::array kt, py::array v, py::object mask, py::array y) {
+    Tensor tq = view(q), tk = view(kt), tv = view(v), ty = out_view(y);
+    MaybeTensor tm(mask);
+    py::gil_scoped_release nogil;
+    attention(tq, tk, tv, tm.get(), ty);
   });
 
   // ---- resampling ----

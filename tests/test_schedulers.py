@@ -27,6 +27,8 @@ from diffusers import (  # noqa: E402
 from onnxstream.schedulers import SAMPLERS, make_scheduler  # noqa: E402
 
 diffusers.utils.logging.set_verbosity_error()  # from_config warns about PNDM-only keys
+# diffusers' own np.array(tensor) calls warn under numpy 2; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SHAPE = (1, 4, 8, 8)
 ATOL = 1e-5
@@ -179,7 +181,8 @@ def close(ours, theirs, what, inputs=None):
     scale = max(1.0, float(np.max(np.abs(theirs)))) if theirs.size else 1.0
     if inputs is not None:
         inputs = inputs.detach().numpy() if torch.is_tensor(inputs) else np.asarray(inputs)
-        scale = max(scale, float(np.nanmax(np.abs(inputs))))
+        if not np.isnan(inputs).all():
+            scale = max(scale, float(np.nanmax(np.abs(inputs))))
     if what == "sigmas":
         MAX_DIFF["sigmas"] = max(MAX_DIFF["sigmas"], diff)
     else:
@@ -360,12 +363,14 @@ def test_lcm_strength_schedule(steps, strength):
 
 
 def test_sd_turbo_one_step():
+    # Trailing spacing makes the single step start at the last training step.
     ours = make_scheduler("euler", SD_TURBO)
     ours.set_timesteps(1)
     theirs = EulerDiscreteScheduler.from_config(SD_TURBO)
     theirs.set_timesteps(1)
-    assert ours.timesteps.tolist() == theirs.timesteps.tolist() == [999.0]
-    assert ours.sigmas[-1] == 0 and np.isclose(ours.init_noise_sigma, ours.sigmas[0])
+    assert ours.timesteps.tolist() == theirs.timesteps.tolist()
+    assert ours.timesteps[0] == SD_TURBO["num_train_timesteps"] - 1
+    assert ours.sigmas[-1] == 0 and ours.init_noise_sigma == ours.sigmas[0]
 
 
 def test_unknown_sampler():

@@ -197,7 +197,8 @@ class DPMPP2MScheduler(SchedulerBase):
         _, _, lam_s1 = self._lambda(self.sigmas[i - 1])
         m0, m1 = self.model_outputs[-1], self.model_outputs[-2]
         h, h_0 = lam_t - lam_s0, lam_s0 - lam_s1
-        r0 = h_0 / h
+        with np.errstate(divide="ignore"):  # h = 0 on a repeated sigma: inf like torch
+            r0 = h_0 / h
         d0, d1 = m0, (F32(1) / r0) * (m0 - m1)
         em1 = np.exp(-h) - F32(1)
         if self.config["solver_type"] == "midpoint":
@@ -212,7 +213,8 @@ class DPMPP2MScheduler(SchedulerBase):
         _, _, lam_s2 = self._lambda(self.sigmas[i - 2])
         m0, m1, m2 = self.model_outputs[-1], self.model_outputs[-2], self.model_outputs[-3]
         h, h_0, h_1 = lam_t - lam_s0, lam_s0 - lam_s1, lam_s1 - lam_s2
-        r0, r1 = h_0 / h, h_1 / h
+        with np.errstate(divide="ignore"):
+            r0, r1 = h_0 / h, h_1 / h
         d1_0, d1_1 = (F32(1) / r0) * (m0 - m1), (F32(1) / r1) * (m1 - m2)
         d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
         d2 = (F32(1) / (r0 + r1)) * (d1_0 - d1_1)

@@ -1,0 +1,13 @@
+// Fused attention: y = softmax(q @ kt + mask) @ v without materializing the [M, N] score matrix
+// (at a 64x64 SD latent it would be 4096 x 4096 per head: 1 GB for batch 2).
+#pragma once
+#include "tensor.h"
+
+namespace onnxstream {
+
+// q: [B, H, M, D]; kt: [B, H, D, N] (keys transposed, as exporters emit them); v: [B, H, N, Dv];
+// mask: null or additive, broadcast to [B, H, M, N] (zero strides); y: [B, H, M, Dv] contiguous. All float32,
+// innermost axes contiguous (except the mask's, which may be broadcast).
+void attention(const Tensor& q, const Tensor& kt, const Tensor& v, const Tensor* mask, const Tensor& y);
+
+}  // namespace onnxstream

@@ -1,0 +1,48 @@
+"""Fused ops against onnxruntime running the unfused pattern the exporters emit."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import onnxstream
+from onnxstream.graph import load_graph
+from reference import onnxruntime_outputs, rel_l2
+
+
+def attention_model(b, h, m, n, d, mask_shape=None, scale=0.125):
+    """q, k, v -> softmax(q*s @ (k^T*s) [+ mask]) @ v, the way torch exports scaled_dot_product_attention."""
+    f = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("q", f, [b, h, m, d]), helper.make_tensor_value_info("k", f, [b, h, n, d]),
+              helper.make_tensor_value_info("v", f, [b, h, n, d])]
+    s = helper.make_tensor("s", f, [], [scale ** 0.5])
+    nodes = [helper.make_node("Mul", ["q", "s"], ["qs"]), helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+             helper.make_node("Mul", ["kt", "s"], ["kts"]), helper.make_node("MatMul", ["qs", "kts"], ["scores"])]
+    last = "scores"
+    if mask_shape is not None:
+        inputs.append(helper.make_tensor_value_info("mask", f, list(mask_shape)))
+        nodes.append(helper.make_node("Add", ["scores", "mask"], ["masked"]))
+        last = "masked"
+    nodes += [helper.make_node("Softmax", [last], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["y"])]
+    graph = helper.make_graph(nodes, "attn", inputs, [helper.make_tensor_value_info("y", f, None)], [s])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+@pytest.mark.parametrize("b,h,m,n,d,mask_shape", [
+    (2, 8, 300, 300, 40, None),          # self-attention, head dim 40 like SD1.5's first level
+    (2, 8, 256, 77, 40, None),           # cross-attention to 77 text tokens
+    (1, 12, 77, 77, 64, (1, 1, 77, 77)),  # CLIP's causal mask
+    (2, 1, 17, 600, 8, (2, 1, 17, 600)),
+])
+def test_fused_attention_matches_onnxruntime(b, h, m, n, d, mask_shape, tmp_path):
+    path = tmp_path / "attn.onnx"
+    onnx.save(attention_model(b, h, m, n, d, mask_shape), str(path))
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.standard_normal(s).astype(np.float32) * 2 for k, s in
+             (("q", (b, h, m, d)), ("k", (b, h, n, d)), ("v", (b, h, n, d)))}
+    if mask_shape is not None:
+        feeds["mask"] = np.where(np.triu(np.ones(mask_shape[-2:]), 1) > 0, -1e9, 0).astype(np.float32) \
+            * np.ones(mask_shape, np.float32)
+    out = onnxstream.convert(path, tmp_path / "m")
+    assert [n.op for n in load_graph(out).nodes].count("FusedAttention") == 1
+    got = onnxstream.Session(out).run(feeds)["y"]
+    assert rel_l2(got, onnxruntime_outputs(str(path), feeds)["y"]) < 1e-5
