@@ -264,9 +264,11 @@ def txt2img(name, config, steps, overrides=None, eta=None, seed=0):
     close(lat_ours, lat_theirs, "initial latents")
     ts = theirs.timesteps
     if len(ts) > 1 and bool((ts == ts[0]).sum() > 1):
-        # diffusers looks t up and takes the 2nd match, then steps past the end
-        # (DPM Karras on squaredcos_cap_v2: unrounded float -> int timesteps repeat).
-        return
+        # A repeated first timestep (DPM Karras on zero-SNR / cosine schedules):
+        # the lookup takes the 2nd match and later runs off the end, in
+        # diffusers and in ours alike.  Start at index 0 as SDXL's pipeline does.
+        ours.set_begin_index(0)
+        theirs.set_begin_index(0)
     run_loop(ours, theirs, ours.timesteps, theirs.timesteps, lat_ours, lat_theirs, rng, eta,
              resync=ill_conditioned(name, config))
 
@@ -392,3 +394,13 @@ def test_noise_required():
 
 def test_names_match_diffusers_table():
     assert set(SAMPLERS) == set(DIFFUSERS)
+
+
+@pytest.mark.parametrize("name", list(DIFFUSERS))
+def test_defaults_match_diffusers(name):
+    # Same config keys and class defaults as the diffusers constructor.
+    cls, _ = DIFFUSERS[name]
+    params = inspect.signature(cls.__init__).parameters
+    theirs = {k: p.default for k, p in params.items() if k not in ("self", "kwargs")}
+    ours_cls, _ = SAMPLERS[name]
+    assert ours_cls.defaults == theirs

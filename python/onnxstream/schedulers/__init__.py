@@ -12,6 +12,12 @@
 caller owns the RNG.  For img2img use `img2img_timesteps(steps, strength)`
 and `add_noise(init_latents, noise, timesteps[:1])`.
 
+The step index is found by looking the first timestep up, like
+StableDiffusionPipeline.  If a schedule repeats its first timestep (DPM Karras
+on zero-SNR or cosine schedules) that lookup picks the 2nd match and the loop
+runs off the end, exactly as in diffusers; call `set_begin_index(0)` after
+`set_timesteps` (what SDXL's pipeline does) to avoid it.
+
 `config` is a model's diffusers scheduler_config.json (any `_class_name`);
 each sampler takes the keys the matching diffusers class would take.
 """

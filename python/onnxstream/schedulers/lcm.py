@@ -55,6 +55,7 @@ class LCMScheduler(SchedulerBase):
         )
         n = self.config["num_train_timesteps"]
         self.timesteps = np.arange(0, n)[::-1].astype(np.int64)
+        self.denoised = None  # x0 estimate of the latest step
 
     def set_timesteps(self, steps, original_inference_steps=None, strength=1.0):
         """Pick `steps` timesteps from the distillation schedule.
