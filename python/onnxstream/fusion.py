@@ -52,3 +52,78 @@ def fuse_attention(nodes: list[Node], outputs: list[str], shapes: dict) -> list[
         removed.update(id(n) for n in (pre, add, soft) if n is not None)
         replaced[id(pv)] = fused
     return [replaced.get(id(n), n) for n in nodes if id(n) not in removed]
+
+
+def _const(consts: dict, name: str):
+    return consts.get(name) if name else None
+
+
+def fuse_group_norm(nodes: list[Node], outputs: list[str], shapes: dict, consts: dict) -> list[Node]:
+    """Reshape(x, [N, G, -1]) -> InstanceNormalization(ones, zeros) -> Reshape(back) -> Mul(w) -> Add(b)
+    => FusedGroupNorm(x, w, b) — the GroupNorm every SD ResNet block and attention block starts with.
+    A following Sigmoid/Mul pair (SiLU) is folded in as activation="silu"."""
+    import numpy as np
+    producer = {o: n for n in nodes for o in n.outputs if o}
+    uses = _consumers(nodes)
+    sole = lambda name: uses.get(name, [None])[0] if name not in outputs and len(uses.get(name, [])) == 1 else None  # noqa: E731
+    removed, replaced = set(), {}
+    for inorm in nodes:
+        if inorm.op != "InstanceNormalization":
+            continue
+        r1 = producer.get(inorm.inputs[0])
+        scale, bias = _const(consts, inorm.inputs[1]), _const(consts, inorm.inputs[2])
+        if r1 is None or r1.op != "Reshape" or scale is None or bias is None:
+            continue
+        if not (np.all(scale == 1) and np.all(bias == 0)):
+            continue
+        x = r1.inputs[0]
+        x_shape = shapes.get(x, (None,))[0]
+        if not x_shape or any(d is None for d in x_shape) or len(x_shape) < 3:
+            continue
+        groups = len(scale)
+        channels = x_shape[1]
+        r2 = sole(inorm.outputs[0])
+        mul = sole(r2.outputs[0]) if r2 is not None and r2.op == "Reshape" else None
+        if mul is None or mul.op != "Mul" or shapes.get(r2.outputs[0], (None,))[0] != x_shape:
+            continue
+        w_name = mul.inputs[1] if mul.inputs[0] == r2.outputs[0] else mul.inputs[0]
+        add = sole(mul.outputs[0])
+        if add is None or add.op != "Add":
+            continue
+        b_name = add.inputs[1] if add.inputs[0] == mul.outputs[0] else add.inputs[0]
+        w, b = _const(consts, w_name), _const(consts, b_name)
+        if w is None or b is None or w.size != channels or b.size != channels or channels % groups:
+            continue
+        if w.shape[-1] != channels and (w.ndim < len(x_shape) - 1 or w.shape[-(len(x_shape) - 1)] != channels):
+            continue  # the per-channel vector must run along axis 1
+        w_flat, b_flat = f"{w_name}/per_channel", f"{b_name}/per_channel"
+        consts[w_flat] = np.ascontiguousarray(w.reshape(channels).astype(np.float32))
+        consts[b_flat] = np.ascontiguousarray(b.reshape(channels).astype(np.float32))
+        last, activation = add, ""
+        sig = [n for n in uses.get(add.outputs[0], []) if n.op == "Sigmoid"]
+        if add.outputs[0] not in outputs and len(uses.get(add.outputs[0], [])) == 2 and len(sig) == 1:
+            mul2 = sole(sig[0].outputs[0])
+            if mul2 is not None and mul2.op == "Mul" and set(mul2.inputs) == {add.outputs[0], sig[0].outputs[0]}:
+                removed.update((id(add), id(sig[0])))
+                last, activation = mul2, "silu"
+        fused = Node("FusedGroupNorm", inorm.name + "/fused_group_norm", [x, w_flat, b_flat], list(last.outputs),
+                     {"num_groups": groups, "epsilon": float(inorm.attrs.get("epsilon", 1e-5)),
+                      "activation": activation})
+        removed.update(id(n) for n in (r1, inorm, r2, mul, add) if n is not last)
+        replaced[id(last)] = fused
+    return [replaced.get(id(n), n) for n in nodes if id(n) not in removed]
+
+
+def fuse_silu(nodes: list[Node], outputs: list[str]) -> list[Node]:
+    """Mul(x, Sigmoid(x)) => FusedSiLU(x): one pass instead of two, one tensor fewer alive."""
+    uses = _consumers(nodes)
+    removed, replaced = set(), {}
+    for sig in nodes:
+        if sig.op != "Sigmoid" or sig.outputs[0] in outputs:
+            continue
+        after = uses.get(sig.outputs[0], [])
+        if len(after) != 1 or after[0].op != "Mul" or sorted(after[0].inputs) != sorted([sig.inputs[0], sig.outputs[0]]):
+            continue
+        removed.add(id(sig))
+        replaced[id(after[0])] = Node("FusedSiLU", after[0].name + "/fused_silu", [sig.inputs[0]], list(after[0].outputs))
+    return [replaced.get(id(n), n) for n in nodes if id(n) not in removed]

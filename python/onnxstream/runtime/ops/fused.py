@@ -24,3 +24,20 @@ def FusedAttention(q, kt, v, mask=None):
     y = np.empty(q4.shape[:3] + (dv,), np.float32)
     _core.attention(q4, k4, v4, mask4, y)
     return y.reshape(lead + (m, dv))
+
+
+def FusedSiLU(X):
+    y = np.empty(X.shape, np.float32)
+    _core.unary("silu", X, y, 0.0, 0.0)
+    return y
+
+
+def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):
+    """GroupNorm over [N, C, ...] with per-channel scale and bias, then the optional activation in place."""
+    y = np.empty(X.shape, np.float32)
+    n, c = X.shape[:2]
+    _core.group_norm(np.ascontiguousarray(X).reshape(n, c, -1), scale, bias, num_groups, float(epsilon),
+                     y.reshape(n, c, -1))
+    if activation == "silu":
+        _core.unary("silu", y, y, 0.0, 0.0)
+    return y
