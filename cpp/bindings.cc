@@ -251,11 +251,11 @@ PYBIND11_MODULE(_core, m) {
   });
 
   // ---- fused attention ([B, H, M, D] queries) ----
-  m.def("attention", [](py::array q, py::array kt, py::array v, py::object mask, py::array y) {
+  m.def("attention", [](py::array q, py::array kt, py::array v, py::object mask, py::array y, bool zero_empty_rows) {
     Tensor tq = view(q), tk = view(kt), tv = view(v), ty = out_view(y);
     MaybeTensor tm(mask);
     py::gil_scoped_release nogil;
-    attention(tq, tk, tv, tm.get(), ty);
+    attention(tq, tk, tv, tm.get(), ty, zero_empty_rows);
   });
 
   // ---- resampling ----

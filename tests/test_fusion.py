@@ -9,7 +9,7 @@ from onnxstream.graph import load_graph
 from reference import onnxruntime_outputs, rel_l2
 
 
-def attention_model(b, h, m, n, d, mask_shape=None, scale=0.125):
+def attention_model(b, h, m, n, d, mask_shape=None, scale=0.125, nan_guard=False):
     """q, k, v -> softmax(q*s @ (k^T*s) [+ mask]) @ v, the way torch exports scaled_dot_product_attention."""
     f = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("q", f, [b, h, m, d]), helper.make_tensor_value_info("k", f, [b, h, n, d]),
@@ -22,8 +22,13 @@ def attention_model(b, h, m, n, d, mask_shape=None, scale=0.125):
         inputs.append(helper.make_tensor_value_info("mask", f, list(mask_shape)))
         nodes.append(helper.make_node("Add", ["scores", "mask"], ["masked"]))
         last = "masked"
-    nodes += [helper.make_node("Softmax", [last], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["y"])]
-    graph = helper.make_graph(nodes, "attn", inputs, [helper.make_tensor_value_info("y", f, None)], [s])
+    nodes.append(helper.make_node("Softmax", [last], ["p"], axis=-1))
+    inits = [s]
+    if nan_guard:  # the dynamo exporter's guard against fully masked rows
+        inits.append(helper.make_tensor("zero", f, [], [0.0]))
+        nodes += [helper.make_node("IsNaN", ["p"], ["nan"]), helper.make_node("Where", ["nan", "zero", "p"], ["pg"])]
+    nodes.append(helper.make_node("MatMul", ["pg" if nan_guard else "p", "v"], ["y"]))
+    graph = helper.make_graph(nodes, "attn", inputs, [helper.make_tensor_value_info("y", f, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
 
 
@@ -46,3 +51,17 @@ def test_fused_attention_matches_onnxruntime(b, h, m, n, d, mask_shape, tmp_path
     assert [n.op for n in load_graph(out).nodes].count("FusedAttention") == 1
     got = onnxstream.Session(out).run(feeds)["y"]
     assert rel_l2(got, onnxruntime_outputs(str(path), feeds)["y"]) < 1e-5
+
+
+def test_fused_attention_with_nan_guard_and_fully_masked_rows(tmp_path):
+    path = tmp_path / "attn.onnx"
+    onnx.save(attention_model(1, 2, 5, 6, 4, (1, 1, 5, 6), nan_guard=True), str(path))
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.standard_normal((1, 2, m, 4)).astype(np.float32) for k, m in (("q", 5), ("k", 6), ("v", 6))}
+    mask = np.zeros((1, 1, 5, 6), np.float32)
+    mask[..., 2, :] = -np.inf  # row 2 sees no key: softmax gives NaN, the guard turns it into 0
+    feeds["mask"] = mask
+    out = onnxstream.convert(path, tmp_path / "m")
+    assert [n.op for n in load_graph(out).nodes] .count("FusedAttention") == 1
+    want = onnxruntime_outputs(str(path), feeds)["y"]
+    np.testing.assert_allclose(onnxstream.Session(out).run(feeds)["y"], want, rtol=1e-5, atol=1e-6)

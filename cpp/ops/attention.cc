@@ -21,7 +21,8 @@ inline const T* at(const Tensor& t, int64_t b, int64_t h, int64_t i) {
 
 }  // namespace
 
-void attention(const Tensor& q, const Tensor& kt, const Tensor& v, const Tensor* mask, const Tensor& y) {
+void attention(const Tensor& q, const Tensor& kt, const Tensor& v, const Tensor* mask, const Tensor& y,
+               bool zero_empty_rows) {
   check(q.ndim == 4 && kt.ndim == 4 && v.ndim == 4 && y.ndim == 4, "attention expects 4-D q, kt, v, y");
   check(q.dtype == DType::f32 && kt.dtype == DType::f32 && v.dtype == DType::f32 && y.dtype == DType::f32,
         "attention computes in float32");
@@ -88,7 +89,8 @@ void attention(const Tensor& q, const Tensor& kt, const Tensor& v, const Tensor*
       }
       float* out = y.ptr<float>() + ((b * H + h) * M + m0) * Dv;
       for (int64_t i = 0; i < mq; i++) {
-        const float inv = row_sum[i] > 0 ? 1.0f / row_sum[i] : std::numeric_limits<float>::quiet_NaN();
+        const float empty = zero_empty_rows ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+        const float inv = row_sum[i] > 0 ? 1.0f / row_sum[i] : empty;
         for (int64_t e = 0; e < Dv; e++) out[i * Dv + e] = acc[i * Dv + e] * inv;
       }
     }

@@ -61,7 +61,7 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     _log(progress, f"folding constants ({len(nodes)} nodes)")
     nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
     nodes = _prune(nodes, outputs)
-    nodes = fuse_silu(fuse_group_norm(fuse_attention(nodes, outputs, shapes), outputs, shapes, consts), outputs)
+    nodes = fuse_silu(fuse_group_norm(fuse_attention(nodes, outputs, shapes, consts), outputs, shapes, consts), outputs)
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
     _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")

@@ -14,8 +14,24 @@ def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
     return uses
 
 
-def fuse_attention(nodes: list[Node], outputs: list[str], shapes: dict) -> list[Node]:
-    """MatMul(q, kt) [-> Add(mask)] -> Softmax(last axis) -> MatMul(., v)  =>  FusedAttention(q, kt, v, mask).
+def _nan_guard(soft: Node, uses: dict, consts: dict, outputs: list[str]):
+    """The dynamo exporter's Where(IsNaN(p), 0, p) after a softmax: returns (where node, isnan node) or None."""
+    after = uses.get(soft.outputs[0], [])
+    isnan = [n for n in after if n.op == "IsNaN"]
+    where = [n for n in after if n.op == "Where"]
+    if len(after) != 2 or len(isnan) != 1 or len(where) != 1 or isnan[0].outputs[0] in outputs:
+        return None
+    w = where[0]
+    zero = consts.get(w.inputs[1])
+    if w.inputs[0] != isnan[0].outputs[0] or w.inputs[2] != soft.outputs[0] or zero is None or zero.size != 1 \
+            or float(zero.reshape(-1)[0]) != 0.0 or uses.get(isnan[0].outputs[0]) != [w]:
+        return None
+    return w, isnan[0]
+
+
+def fuse_attention(nodes: list[Node], outputs: list[str], shapes: dict, consts: dict) -> list[Node]:
+    """MatMul(q, kt) [-> Add(mask)] -> Softmax(last axis) [-> Where(IsNaN(.), 0, .)] -> MatMul(., v)
+    =>  FusedAttention(q, kt, v, mask).
 
     Never materializes the [M, N] scores, which dominate memory at high resolution."""
     producer = {o: n for n in nodes for o in n.outputs if o}
@@ -39,17 +55,21 @@ def fuse_attention(nodes: list[Node], outputs: list[str], shapes: dict) -> list[
                     break
         if pre is None or pre.op != "MatMul" or (add is None and not only_use(pre.outputs[0], soft)):
             continue
-        after = uses.get(soft.outputs[0], [])
-        if len(after) != 1 or after[0].op != "MatMul" or after[0].inputs[0] != soft.outputs[0] \
-                or soft.outputs[0] in outputs:
+        if soft.outputs[0] in outputs:
+            continue
+        guard = _nan_guard(soft, uses, consts, outputs)
+        probs = guard[0].outputs[0] if guard else soft.outputs[0]
+        after = uses.get(probs, [])
+        if len(after) != 1 or after[0].op != "MatMul" or after[0].inputs[0] != probs or probs in outputs:
             continue
         pv = after[0]
         shape_q = shapes.get(pre.inputs[0], ([None],))[0]
         if shape_q is not None and len(shape_q) < 2:
             continue
         fused = Node("FusedAttention", pv.name + "/fused_attention",
-                     [pre.inputs[0], pre.inputs[1], pv.inputs[1], mask], list(pv.outputs))
-        removed.update(id(n) for n in (pre, add, soft) if n is not None)
+                     [pre.inputs[0], pre.inputs[1], pv.inputs[1], mask], list(pv.outputs),
+                     {"nan_to_zero": 1} if guard else {})
+        removed.update(id(n) for n in (pre, add, soft, *(guard or ())) if n is not None)
         replaced[id(pv)] = fused
     return [replaced.get(id(n), n) for n in nodes if id(n) not in removed]
 

@@ -15,14 +15,15 @@ def _as_4d(x: np.ndarray, lead: tuple, tail: tuple) -> np.ndarray:
     return x if x.strides[-1] == x.itemsize or x.shape[-1] == 1 else np.ascontiguousarray(x)
 
 
-def FusedAttention(q, kt, v, mask=None):
-    """softmax(q @ kt + mask) @ v over the last two axes; leading axes broadcast like MatMul."""
+def FusedAttention(q, kt, v, mask=None, nan_to_zero=0):
+    """softmax(q @ kt + mask) @ v over the last two axes; leading axes broadcast like MatMul. With nan_to_zero,
+    rows whose keys are all masked give 0 (the exporter's Where(IsNaN(p), 0, p)); otherwise NaN like Softmax."""
     lead = np.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
     m, n, dv = q.shape[-2], kt.shape[-1], v.shape[-1]
     q4, k4, v4 = (_as_4d(x, lead, x.shape[-2:]) for x in (q, kt, v))
     mask4 = None if mask is None else np.broadcast_to(_as_4d(mask, lead, (m, n)), q4.shape[:2] + (m, n))
     y = np.empty(q4.shape[:3] + (dv,), np.float32)
-    _core.attention(q4, k4, v4, mask4, y)
+    _core.attention(q4, k4, v4, mask4, y, bool(nan_to_zero))
     return y.reshape(lead + (m, dv))
 
 
