@@ -2,7 +2,7 @@
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import onnxstream
 from onnxstream.graph import load_graph
@@ -65,3 +65,38 @@ def test_fused_attention_with_nan_guard_and_fully_masked_rows(tmp_path):
     assert [n.op for n in load_graph(out).nodes] .count("FusedAttention") == 1
     want = onnxruntime_outputs(str(path), feeds)["y"]
     np.testing.assert_allclose(onnxstream.Session(out).run(feeds)["y"], want, rtol=1e-5, atol=1e-6)
+
+
+def geglu_model(tokens=1024, dim=320, inner=1280):
+    """SD's GEGLU feed-forward as exported: MatMul+bias -> Split -> a * gelu(b) via Erf -> MatMul+bias."""
+    rng = np.random.default_rng(0)
+    f = TensorProto.FLOAT
+    w = lambda name, *s: numpy_helper.from_array((rng.standard_normal(s) * 0.05).astype(np.float32), name)  # noqa
+    inits = [w("w1", dim, 2 * inner), w("b1", 2 * inner), w("w2", inner, dim), w("b2", dim),
+             numpy_helper.from_array(np.array([inner, inner], np.int64), "sizes"),
+             numpy_helper.from_array(np.array(2 ** 0.5, np.float32), "sqrt2"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"), numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h"]),
+             helper.make_node("Split", ["h", "sizes"], ["a", "g"], axis=-1),
+             helper.make_node("Div", ["g", "sqrt2"], ["g1"]), helper.make_node("Erf", ["g1"], ["g2"]),
+             helper.make_node("Add", ["g2", "one"], ["g3"]), helper.make_node("Mul", ["g", "g3"], ["g4"]),
+             helper.make_node("Mul", ["g4", "half"], ["gelu"]), helper.make_node("Mul", ["a", "gelu"], ["m"]),
+             helper.make_node("MatMul", ["m", "w2"], ["y0"]), helper.make_node("Add", ["y0", "b2"], ["y"])]
+    graph = helper.make_graph(nodes, "ff", [helper.make_tensor_value_info("x", f, [2, tokens, dim])],
+                              [helper.make_tensor_value_info("y", f, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+@pytest.mark.parametrize("weights", ["fp32", "fp16"])
+def test_row_tiled_feed_forward_matches_onnxruntime(weights, tmp_path):
+    from reference import round_weights_to_fp16
+    path = tmp_path / "ff.onnx"
+    model = geglu_model()
+    onnx.save(model, str(path))
+    if weights == "fp16":
+        round_weights_to_fp16(model)
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 1024, 320)).astype(np.float32)}
+    out = onnxstream.convert(path, tmp_path / "m", weights=weights)
+    assert [n.op for n in load_graph(out).nodes] == ["FusedRowTiled"]
+    got = onnxstream.Session(out).run(feeds)["y"]
+    assert rel_l2(got, onnxruntime_outputs(model, feeds)["y"]) < 1e-5

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
-from .fusion import fuse_attention, fuse_group_norm, fuse_silu
+from .fusion import fuse_attention, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
 from .runtime.ops import OPS
 
@@ -61,7 +61,10 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     _log(progress, f"folding constants ({len(nodes)} nodes)")
     nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
     nodes = _prune(nodes, outputs)
-    nodes = fuse_silu(fuse_group_norm(fuse_attention(nodes, outputs, shapes, consts), outputs, shapes, consts), outputs)
+    nodes = fuse_attention(nodes, outputs, shapes, consts)
+    nodes = fuse_group_norm(nodes, outputs, shapes, consts)
+    nodes = fuse_silu(nodes, outputs)
+    nodes = fuse_row_tiles(nodes, outputs, shapes, consts)
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
     _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")

@@ -6,4 +6,4 @@ OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, r
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
 
 # Ops whose weight input may stay float16: their kernels convert it on the fly.
-FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv"}
+FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled"}

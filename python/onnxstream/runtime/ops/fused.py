@@ -42,3 +42,29 @@ def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):
     if activation == "silu":
         _core.unary("silu", y, y, 0.0, 0.0)
     return y
+
+
+def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
+    """Run a chain of row-local ops (see fusion.fuse_row_tiles) on `rows` rows of x at a time."""
+    from . import OPS
+    from .common import cast
+    matmul_weights = {n["inputs"][1] for n in nodes if n["op"] == "MatMul"}
+    env_weights = {name: (value if name in matmul_weights or value.dtype != np.float16 else cast(value, np.float32))
+                   for name, value in zip(weights, weight_values)}
+    x2 = x.reshape(-1, x.shape[-1])
+    out = None
+    for r in range(0, x2.shape[0], rows):
+        env = dict(env_weights)
+        env[input] = x2[r:r + rows]
+        for node in nodes:
+            kwargs = dict(node["attrs"])
+            if node["op"] == "Split":
+                kwargs["_num_results"] = len(node["outputs"])
+            result = OPS[node["op"]](*[env[n] if n else None for n in node["inputs"]], **kwargs)
+            for name, value in zip(node["outputs"], result if isinstance(result, tuple) else (result,)):
+                env[name] = value
+        tile = env[output]
+        if out is None:
+            out = np.empty((x2.shape[0], tile.shape[-1]), tile.dtype)
+        out[r:r + rows] = tile
+    return out.reshape(x.shape[:-1] + (out.shape[-1],))
