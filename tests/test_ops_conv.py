@@ -91,10 +91,9 @@ def test_matmul(a_shape, b_shape, bdtype):
         return
     a, b = randn(*a_shape), randn(*b_shape, dtype=bdtype)
     assert rel_l2(linalg.MatMul(a, b), np.matmul(a.astype(np.float64), b.astype(np.float64))) < 1e-5
-    # A float16 weight as the left operand.
-    assert rel_l2(linalg.MatMul(b.T if b.ndim == 2 else b, a.T if a.ndim == 2 else a),
-                  np.matmul(b.astype(np.float64).T if b.ndim == 2 else b.astype(np.float64),
-                            a.astype(np.float64).T if a.ndim == 2 else a)) < 1e-5
+    # A float16 weight as the left operand: b^T @ a^T.
+    t = lambda v: v.swapaxes(-1, -2) if v.ndim >= 2 else v
+    assert rel_l2(linalg.MatMul(t(b), t(a)), np.matmul(t(b).astype(np.float64), t(a))) < 1e-5
 
 
 @pytest.mark.parametrize("c_shape, alpha, beta", [((320,), 1.0, 1.0), ((7, 320), 0.5, 2.0), ((7, 1), 1.0, 0.25)])

@@ -188,4 +188,4 @@ def Einsum(*Inputs, equation):
         x, labels = _sum_out(x, labels, {l for l in labels if l not in keep})
     if sorted(labels) != sorted(out):
         raise ValueError(f"Einsum {equation!r}: output labels {out} do not match the operands")
-    return np.ascontiguousarray(x.transpose([labels.index(l) for l in out]))
+    return x.transpose([labels.index(l) for l in out]).copy()  # (ascontiguousarray would make a scalar 1-D)
