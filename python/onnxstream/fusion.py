@@ -171,42 +171,35 @@ def fuse_row_tiles(nodes: list[Node], outputs: list[str], shapes: dict, consts: 
     for first in nodes:
         if first.op != "MatMul" or not is_weight(first.inputs[1]) or id(first) in removed:
             continue
-        x_shape = shapes.get(first.inputs[0], (None,))[0]
         out_shape = shapes.get(first.outputs[0], (None,))[0]
-        if not x_shape or not out_shape or any(d is None for d in out_shape) or len(x_shape) < 2:
+        if not out_shape or any(d is None for d in out_shape) or len(out_shape) < 2:
             continue
         width = out_shape[-1]
         rows = int(np.prod(out_shape[:-1]))
         if rows * width * 4 < ROW_TILE_MIN_BYTES or rows < 2 * ROW_TILE_ROWS:
             continue
-        # Grow the region forward: every value it makes must be used only inside it, until a closing MatMul.
-        region, made, frontier, last = [first], set(first.outputs), list(first.outputs), None
-        ok = True
-        while frontier and ok:
-            value = frontier.pop()
-            if value in outputs:
-                ok = False
-                break
-            for user in uses.get(value, []):
-                if user in region:
+        # Grow the region forward to a fixpoint: add each user whose inputs are all made here (or constant),
+        # stopping at the closing MatMul.
+        region, made, last = [first], set(first.outputs), None
+        changed = True
+        while changed:
+            changed = False
+            for value in list(made):
+                if last is not None and value in last.outputs:
                     continue
-                local = _row_local(user, made, consts, shapes)
-                if not local:
-                    ok = False
-                    break
-                if any(n and n not in made and n not in consts for n in user.inputs):
-                    ok = False  # needs a value computed outside the chain and not yet available
-                    break
-                region.append(user)
-                made.update(o for o in user.outputs if o)
-                if user.op == "MatMul":
-                    if last is not None:
-                        ok = False
-                        break
-                    last = user
-                else:
-                    frontier.extend(o for o in user.outputs if o)
-        if not ok or last is None:
+                for user in uses.get(value, []):
+                    if user in region or not _row_local(user, made, consts, shapes):
+                        continue
+                    if not all(not n or n in made or n in consts for n in user.inputs):
+                        continue
+                    if user.op == "MatMul":
+                        if last is not None:
+                            continue
+                        last = user
+                    region.append(user)
+                    made.update(o for o in user.outputs if o)
+                    changed = True
+        if last is None or any(o in outputs for n in region for o in n.outputs if n is not last):
             continue
         # An Add of a bias right after the closing MatMul belongs to the chain too.
         tail = last
