@@ -105,6 +105,45 @@ def split_added(text, pattern):
         yield None, text[start:]
 
 
+def read_vocab_files(path):
+    """vocab (token -> id) and merges (pairs in rank order) from vocab.json + merges.txt."""
+    with open(os.path.join(path, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    with open(os.path.join(path, "merges.txt"), encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines and lines[0].startswith("#version"):
+        lines = lines[1:]
+    return vocab, [tuple(line.split(" ")) for line in lines if line]
+
+
+def read_tokenizer_json(path):
+    """vocab, merges and added tokens {content: (id, normalized)} from a tokenizers' tokenizer.json."""
+    file = os.path.join(path, "tokenizer.json")
+    if not os.path.exists(file):
+        raise ValueError(f"tokenizer folder {path} has neither vocab.json + merges.txt nor tokenizer.json")
+    with open(file, encoding="utf-8") as f:
+        data = json.load(f)
+    model = data.get("model", {})
+    if model.get("type") != "BPE":
+        raise ValueError(f"{file} is not a BPE tokenizer (model type {model.get('type')!r})")
+    # merges are "a b" strings in older files and [a, b] lists in newer ones
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    added = {t["content"]: (int(t["id"]), bool(t.get("normalized", False))) for t in data.get("added_tokens", [])}
+    return model["vocab"], merges, added
+
+
+def write_vocab_files(tokenizer_dir, out_dir):
+    """Write vocab.json + merges.txt (the files the board reads) from a tokenizer folder of either kind."""
+    if os.path.exists(os.path.join(tokenizer_dir, "vocab.json")):
+        vocab, merges = read_vocab_files(tokenizer_dir)
+    else:
+        vocab, merges, _ = read_tokenizer_json(tokenizer_dir)
+    with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False)
+    with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+
+
 class CLIPTokenizer:
     def __init__(self, vocab, merges, bos="<|startoftext|>", eos="<|endoftext|>", pad=None, unk=None,
                  added_tokens=None, max_length=77):
@@ -148,16 +187,12 @@ class CLIPTokenizer:
             with open(file, encoding="utf-8") as f:
                 return json.load(f)
 
-        with open(os.path.join(path, "vocab.json"), encoding="utf-8") as f:
-            vocab = json.load(f)
-        with open(os.path.join(path, "merges.txt"), encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        if lines and lines[0].startswith("#version"):
-            lines = lines[1:]
-        merges = [tuple(line.split(" ")) for line in lines if line]
-
         config = read_json("tokenizer_config.json")
         added = {}
+        if os.path.exists(os.path.join(path, "vocab.json")):
+            vocab, merges = read_vocab_files(path)
+        else:  # transformers 5 may save only tokenizer.json
+            vocab, merges, added = read_tokenizer_json(path)
         if "added_tokens_decoder" in config:
             # Newer configs list the added tokens with their flags; transformers then ignores the map.
             for token_id, spec in config["added_tokens_decoder"].items():

@@ -1,0 +1,195 @@
+"""Whole Stable Diffusion pipeline -> one onnxstream model directory (PC side).
+
+Input: a diffusers directory (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/; the parts
+are exported to ONNX with torch first) or a directory of ONNX exports in the optimum layout
+(text_encoder/model.onnx, unet/model.onnx, vae_decoder/model.onnx, vae_encoder/model.onnx + tokenizer/,
+scheduler/, model_index.json). Output, written to a temp dir renamed at the end:
+
+  text_encoder/ unet/ [unet_batch1/] vae_decoder/ vae_encoder/   onnxstream model dirs
+  tokenizer/   vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json
+  scheduler/   scheduler_config.json
+  manifest.json   family, prediction type, latent channels, VAE scaling factor, image size, UNet batches
+
+The engine fixes every shape at convert time, so a converted model makes images of ONE size (--height/--width,
+default the UNet's sample_size * 8). Convert again (to another directory) for another size.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..tokenizer import write_vocab_files
+
+PARTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+MANIFEST_VERSION = 1
+TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def is_pipeline_dir(path) -> bool:
+    return (Path(path) / "model_index.json").is_file()
+
+
+def _source_kind(src: Path) -> str:
+    if not src.is_dir() or not (src / "model_index.json").is_file():
+        raise ValueError(f"{src} is not a diffusers pipeline directory (no model_index.json)")
+    if all((src / p / "model.onnx").is_file() for p in PARTS):
+        return "onnx"
+    missing = [p for p in ("unet", "vae", "text_encoder") if not (src / p / "config.json").is_file()]
+    if missing:
+        onnx_missing = [p for p in PARTS if not (src / p / "model.onnx").is_file()]
+        raise ValueError(f"{src} is neither a diffusers directory (missing {', '.join(m + '/config.json' for m in missing)}) "
+                         f"nor a directory of ONNX exports (missing {', '.join(p + '/model.onnx' for p in onnx_missing)})")
+    for p in ("tokenizer", "scheduler"):
+        if not (src / p).is_dir():
+            raise ValueError(f"{src} has no {p}/ folder")
+    return "diffusers"
+
+
+def guess_family(index: dict, unet_cfg: dict, sched_cfg: dict, context_dim: int) -> str:
+    """sd1 / sd2 / sd-turbo from the configs (SD-Turbo is an SD2.1 UNet sampled with 'trailing' timesteps)."""
+    name = str(index.get("_name_or_path", "")).lower()
+    if "turbo" in name:
+        return "sd-turbo"
+    if index.get("_class_name", "").startswith("StableDiffusionXL"):
+        raise ValueError("SDXL pipelines are not supported yet")
+    if context_dim == 1024:
+        return "sd-turbo" if sched_cfg.get("timestep_spacing") == "trailing" else "sd2"
+    return "sd1"
+
+
+def _onnx_inputs(onnx_path: Path) -> dict:
+    """name -> shape list (None for dynamic dims) of an ONNX file's inputs, without loading the weights."""
+    import onnx
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    return {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input if i.name not in inits}
+
+
+def _fixed(shape, want, what):
+    if any(s is not None and s != w for s, w in zip(shape, want)) or len(shape) != len(want):
+        raise ValueError(f"{what} has shape {shape}, which does not fit {want} (wrong --height/--width?)")
+    return tuple(want)
+
+
+def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
+    """Fixed input shapes of every part -> ({part_dir_name: (onnx path, {input: shape})}, sizes)."""
+    unet_dirs = sorted(p.name for p in onnx_dir.iterdir() if p.name == "unet" or p.name.startswith("unet_batch"))
+    unet_in = _onnx_inputs(onnx_dir / "unet" / "model.onnx")
+    sample = unet_in["sample"]
+    latent_c = sample[1] or unet_cfg.get("in_channels", 4)
+    factor = 2 ** (len(vae_cfg.get("block_out_channels", [0] * 4)) - 1)
+    if height is None:
+        height = sample[2] * factor if sample[2] else unet_cfg.get("sample_size", 64) * factor
+    if width is None:
+        width = sample[3] * factor if sample[3] else unet_cfg.get("sample_size", 64) * factor
+    if height % factor or width % factor or height < 64 or width < 64:
+        raise ValueError(f"height and width must be multiples of {factor}, at least 64 (got {height}x{width})")
+    h, w = height // factor, width // factor
+    ids = _onnx_inputs(onnx_dir / "text_encoder" / "model.onnx")["input_ids"]
+    seq = ids[1] or 77
+    ehs = unet_in["encoder_hidden_states"]
+    context = ehs[2] or unet_cfg.get("cross_attention_dim")
+    plan = {"text_encoder": (onnx_dir / "text_encoder" / "model.onnx", {"input_ids": _fixed(ids, (1, seq), "input_ids")}),
+            "vae_decoder": (onnx_dir / "vae_decoder" / "model.onnx", {"latent_sample": (1, latent_c, h, w)}),
+            "vae_encoder": (onnx_dir / "vae_encoder" / "model.onnx", {"sample": (1, 3, height, width)})}
+    batches = {}
+    for name in unet_dirs:
+        shapes = _onnx_inputs(onnx_dir / name / "model.onnx")
+        batch = shapes["sample"][0] or (int(name[len("unet_batch"):]) if name != "unet" else 2)
+        t = shapes["timestep"]
+        plan[name] = (onnx_dir / name / "model.onnx",
+                      {"sample": _fixed(shapes["sample"], (batch, latent_c, h, w), f"{name} sample"),
+                       "timestep": tuple(d or 1 for d in t),
+                       "encoder_hidden_states": _fixed(shapes["encoder_hidden_states"], (batch, seq, context),
+                                                       f"{name} encoder_hidden_states")})
+        batches[batch] = name
+    sizes = dict(height=height, width=width, latent_channels=latent_c, latent_height=h, latent_width=w,
+                 vae_scale_factor=factor, max_length=seq, context_dim=context)
+    return plan, batches, sizes
+
+
+def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet_batches=None, family=None,
+                     onnx_only=False, overwrite=False, progress=None) -> Path:
+    """Convert the pipeline at `src` into `out_dir` (see the module docstring); returns out_dir.
+
+    unet_batches: UNet batch sizes to build (diffusers input only): 2 serves guidance (cond + uncond in one
+    pass), 1 serves guidance 1 / Turbo. Default (2,) for sd1/sd2, (1,) for sd-turbo.
+    onnx_only: write the ONNX exports (model.onnx per part) instead of converting them; such a directory can
+    be converted later, or run with onnxruntime for reference."""
+    src, out_dir = Path(src), Path(out_dir)
+    log = progress or (lambda m: None)
+    if out_dir.exists() and not overwrite:
+        raise ValueError(f"{out_dir} already exists (pass overwrite=True / --force to replace it)")
+    kind = _source_kind(src)
+    index = _read_json(src / "model_index.json")
+    unet_cfg, vae_cfg = _read_json(src / "unet" / "config.json"), _read_json(src / "vae" / "config.json")
+    if not vae_cfg:  # optimum layout keeps the VAE config in vae_decoder/
+        vae_cfg = _read_json(src / "vae_decoder" / "config.json")
+    sched_cfg = _read_json(src / "scheduler" / "scheduler_config.json")
+    if not sched_cfg:
+        raise ValueError(f"{src / 'scheduler' / 'scheduler_config.json'} is missing")
+    if family is None:
+        family = guess_family(index, unet_cfg, sched_cfg, unet_cfg.get("cross_attention_dim", 0))
+    if family not in ("sd1", "sd2", "sd-turbo"):
+        raise ValueError(f"unknown model family {family!r}; use sd1, sd2 or sd-turbo")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        onnx_dir = src
+        if kind == "diffusers":
+            from .export_torch import export_parts
+            if height is None or width is None:
+                size = unet_cfg.get("sample_size", 64) * 2 ** (len(vae_cfg.get("block_out_channels", [0] * 4)) - 1)
+                height, width = height or size, width or size
+            batches = tuple(unet_batches or ((1,) if family == "sd-turbo" else (2,)))
+            onnx_dir = (tmp if onnx_only else tmp / "onnx")
+            export_parts(src, onnx_dir, height, width, batches, progress=log)
+        plan, batches, sizes = _plan(onnx_dir, height, width, unet_cfg, vae_cfg)
+        if not onnx_only:
+            from ..converter import convert
+            for name, (path, shapes) in plan.items():
+                log(f"converting {name}")
+                convert(path, tmp / name, weights=weights, input_shapes=shapes, progress=log)
+            if kind == "diffusers":
+                shutil.rmtree(tmp / "onnx")
+        elif kind == "onnx":
+            for name, (path, _) in plan.items():
+                shutil.copytree(path.parent, tmp / name)
+
+        (tmp / "tokenizer").mkdir()
+        write_vocab_files(src / "tokenizer", tmp / "tokenizer")
+        for name in TOKENIZER_FILES:
+            if (src / "tokenizer" / name).is_file():
+                shutil.copy(src / "tokenizer" / name, tmp / "tokenizer" / name)
+        (tmp / "scheduler").mkdir()
+        (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched_cfg, indent=2))
+        manifest = {
+            "format": "onnxstream-stable-diffusion", "version": MANIFEST_VERSION, "family": family,
+            "source": index.get("_name_or_path") or src.name,
+            "prediction_type": sched_cfg.get("prediction_type", "epsilon"),
+            "vae_scaling_factor": vae_cfg.get("scaling_factor", 0.18215),
+            "vae_shift_factor": vae_cfg.get("shift_factor"),
+            "sample_size": unet_cfg.get("sample_size"),
+            "unet_batches": {str(b): name for b, name in sorted(batches.items())},
+            "weights": weights, "engine": "onnx" if onnx_only else "onnxstream", **sizes,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"wrote {out_dir}")
+    return out_dir
