@@ -5,11 +5,25 @@ from .runtime.executor import InputError, Session
 __version__ = "0.1.0"
 
 
-def convert(path, out_dir, weights="fp32", input_shapes=None, overwrite=False, progress=None):
-    """Convert an ONNX model into an onnxstream model directory (needs the onnx package)."""
+def StableDiffusion(model_dir, threads=None):
+    """A Stable Diffusion pipeline on a converted directory (see pipelines.stable_diffusion)."""
+    from .pipelines.stable_diffusion import StableDiffusion as _StableDiffusion
+    return _StableDiffusion(model_dir, threads=threads)
+
+
+def convert(path, out_dir, weights="fp32", input_shapes=None, overwrite=False, progress=None, **pipeline_options):
+    """Convert an ONNX model into an onnxstream model directory (needs the onnx package).
+
+    `path` may also be a Stable Diffusion pipeline directory (diffusers or ONNX exports); pipeline_options
+    (height, width, unet_batches, family, onnx_only) then go to pipelines.convert_pipeline."""
+    from pathlib import Path
+    if Path(path).is_dir():
+        from .pipelines.convert_pipeline import convert_pipeline
+        return convert_pipeline(path, out_dir, weights=weights, overwrite=overwrite, progress=progress,
+                                **pipeline_options)
     from .converter import convert as _convert
     return _convert(path, out_dir, weights=weights, input_shapes=input_shapes, overwrite=overwrite,
                     progress=progress)
 
 
-__all__ = ["Session", "convert", "InputError", "ModelFormatError", "__version__"]
+__all__ = ["Session", "StableDiffusion", "convert", "InputError", "ModelFormatError", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: onnxstream convert | run | info. User errors print one line and exit 1; no tracebacks."""
+"""Command line: onnxstream convert | run | info | sd. User errors print one line and exit 1; no tracebacks."""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +19,16 @@ def cmd_convert(args) -> int:
     from .converter import convert, parse_input_shape
     shapes = dict(parse_input_shape(t) for t in args.input or [])
     start = time.time()
-    convert(args.model, args.out_dir, weights=args.weights, input_shapes=shapes, overwrite=args.force,
-            progress=lambda m: print(f"[{time.time() - start:6.1f}s] {m}", file=sys.stderr))
+    log = lambda m: print(f"[{time.time() - start:6.1f}s] {m}", file=sys.stderr)  # noqa: E731
+    if Path(args.model).is_dir():  # a whole Stable Diffusion pipeline (diffusers or ONNX exports)
+        from .pipelines.convert_pipeline import convert_pipeline
+        batches = [int(b) for b in args.unet_batch.split(",")] if args.unet_batch else None
+        convert_pipeline(args.model, args.out_dir, weights=args.weights, height=args.height, width=args.width,
+                         unet_batches=batches, family=args.family, onnx_only=args.onnx_only, overwrite=args.force,
+                         progress=log)
+    else:
+        convert(args.model, args.out_dir, weights=args.weights, input_shapes=shapes, overwrite=args.force,
+                progress=log)
     print(f"wrote {args.out_dir}", file=sys.stderr)
     return 0
 
@@ -83,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", action="append", metavar="NAME=DIMS",
                    help="fix a dynamic input shape, e.g. sample=2x4x64x64 (repeatable)")
     c.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    c.add_argument("--height", type=int, help="pipelines: image height (fixed at convert time; default sample_size*8)")
+    c.add_argument("--width", type=int, help="pipelines: image width (fixed at convert time)")
+    c.add_argument("--unet-batch", help="pipelines: UNet batch sizes, e.g. 2 (guidance) or 1 (turbo) or 1,2")
+    c.add_argument("--family", choices=["sd1", "sd2", "sd-turbo"], help="pipelines: override the guessed family")
+    c.add_argument("--onnx-only", action="store_true", help="pipelines: keep the ONNX exports, do not convert")
     c.set_defaults(func=cmd_convert)
     r = sub.add_parser("run", help="run a converted model on .npy inputs")
     r.add_argument("model_dir")
@@ -93,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a converted model")
     i.add_argument("model_dir")
     i.set_defaults(func=cmd_info)
+    from .pipelines.cli_sd import add_parser as add_sd_parser
+    add_sd_parser(sub)
     return p
 
 
