@@ -186,6 +186,7 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
             "weights": weights, "engine": "onnx" if onnx_only else "onnxstream", **sizes,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        shutil.copy(src / "model_index.json", tmp / "model_index.json")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
