@@ -1,0 +1,1 @@
+"""Stable Diffusion on the engine: convert_pipeline (PC side), stable_diffusion (board side), cli_sd."""

@@ -26,7 +26,8 @@ import numpy as np
 from ..schedulers import SAMPLERS, make_scheduler
 from ..tokenizer import CLIPTokenizer
 from .images import load_image
-from .latents_file import load_latents, save_latents
+from .latents_file import load_latents
+from .latents_file import save_latents as save_latents_file
 
 NOISY_SAMPLERS = ("euler_a", "lcm")  # draw fresh noise at every step
 FAMILY_DEFAULTS = {"sd1": (20, 7.5), "sd2": (20, 7.5), "sd-turbo": (1, 0.0)}  # steps, guidance
@@ -132,9 +133,12 @@ class StableDiffusion:
     def vae_encode(self, image: np.ndarray, rng) -> np.ndarray:
         """[1, 3, H, W] in [-1, 1] -> scaled latents, sampled from the latent distribution like diffusers."""
         moments = _first(self.part("vae_encoder").run({"sample": image}))
-        mean, logvar = np.split(moments, 2, axis=1)
-        std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0)).astype(np.float32)
-        latents = mean + std * rng.standard_normal(mean.shape)
+        if moments.shape[1] == self.latent_shape[1]:  # an older optimum export that samples inside the graph
+            latents = moments
+        else:  # mean and log-variance, as diffusers' DiagonalGaussianDistribution
+            mean, logvar = np.split(moments, 2, axis=1)
+            std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0)).astype(np.float32)
+            latents = mean + std * rng.standard_normal(mean.shape)
         shift = self.manifest.get("vae_shift_factor") or 0.0
         return ((latents - np.float32(shift)) * np.float32(self.manifest["vae_scaling_factor"])).astype(np.float32)
 
@@ -197,7 +201,6 @@ class StableDiffusion:
         if use_cfg:
             context = np.concatenate([self.encode_prompt(negative_prompt or ""), context])  # [uncond, cond]
 
-        images = []
         first_image = state["image_index"] if state else 0
         images = list(state["images"]) if state else []
         for index in range(first_image, num):
@@ -232,7 +235,8 @@ class StableDiffusion:
                 noise = rng.standard_normal(x.shape) if sampler in NOISY_SAMPLERS else None
                 x = sched.step(eps, t, x, noise=noise)
                 if save_latents:
-                    save_latents_file(save_latents, x, i + 1, index, images, params, sched, rng)
+                    save_latents_file(save_latents, latents=x, done=i + 1, image_index=index, images=images,
+                                      params=params, scheduler=sched, rng=rng)
                 if progress:
                     progress(index * len(timesteps) + i + 1, num * len(timesteps), time.perf_counter() - start)
             images.append(self.vae_decode(x))
@@ -249,7 +253,3 @@ class StableDiffusion:
         pil = [Image.fromarray(to_uint8(im)) for im in images]
         return pil[0] if num == 1 else pil
 
-
-def save_latents_file(path, x, done, index, images, params, sched, rng):
-    save_latents(path, latents=x, done=done, image_index=index, images=images, params=params,
-                 scheduler=sched, rng=rng)
