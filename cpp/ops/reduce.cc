@@ -109,6 +109,28 @@ void reduce_typed(const std::string& op, const Tensor& x, const Tensor& y) {
   else if (op == "l1") kind = 3;
   else throw Error("reduce: unknown op '" + op + "'");
   const int finish = op == "mean" ? 1 : op == "l2" ? 2 : op == "log_sum" ? 3 : 0;  // applied to the accumulator
+  auto finish_one = [&](A a) -> T {
+    if (finish == 1) return std::is_floating_point<T>::value ? (T)((double)a / (double)d.n) : (T)(d.n ? a / (A)d.n : 0);
+    if (finish == 2) return (T)std::sqrt((double)a);
+    if (finish == 3) return (T)std::log((double)a);
+    return (T)a;
+  };
+  if (d.inner == 1) {  // reducing the last axis: one contiguous row per output, split across threads
+    parallel_for(d.outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.n, 1)), [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; o++) {
+        const T* r = xp + o * d.n;
+        A a = kind == 1 ? 1 : 0;
+        switch (kind) {
+          case 0: for (int64_t j = 0; j < d.n; j++) a += (A)r[j]; break;
+          case 1: for (int64_t j = 0; j < d.n; j++) a *= (A)r[j]; break;
+          case 2: for (int64_t j = 0; j < d.n; j++) a += (A)r[j] * (A)r[j]; break;
+          default: for (int64_t j = 0; j < d.n; j++) a += r[j] < 0 ? -(A)r[j] : (A)r[j]; break;
+        }
+        yp[o] = finish_one(a);
+      }
+    });
+    return;
+  }
   for_blocks(d, [&](int64_t o, int64_t i0, int64_t i1) {
     A acc[kBlock];
     for (int64_t i = i0; i < i1; i++) acc[i - i0] = kind == 1 ? 1 : 0;
@@ -124,14 +146,7 @@ void reduce_typed(const std::string& op, const Tensor& x, const Tensor& y) {
       }
     }
     T* out = yp + o * d.inner;
-    for (int64_t i = i0; i < i1; i++) {
-      A a = acc[i - i0];
-      if (finish == 1) out[i] = std::is_floating_point<T>::value ? (T)((double)a / (double)d.n)
-                                                                   : (T)(d.n ? a / (A)d.n : 0);
-      else if (finish == 2) out[i] = (T)std::sqrt((double)a);
-      else if (finish == 3) out[i] = (T)std::log((double)a);
-      else out[i] = (T)a;
-    }
+    for (int64_t i = i0; i < i1; i++) out[i] = finish_one(acc[i - i0]);
   });
 }
 
