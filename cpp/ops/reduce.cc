@@ -198,45 +198,56 @@ void arg_reduce(bool is_max, bool select_last, const Tensor& x, const Tensor& y)
   });
 }
 
-void softmax(const std::string& op, const Tensor& x, const Tensor& y) {
-  Dims d = middle_dims(x, "softmax");
-  check(x.dtype == DType::f32, std::string("softmax: dtype ") + dtype_name(x.dtype) + " is not supported (float32 only)");
-  check_out(y, DType::f32, x.numel(), "softmax");
-  int kind = op == "softmax" ? 0 : op == "log_softmax" ? 1 : op == "hardmax" ? 2 : -1;
-  check(kind >= 0, "softmax: unknown op '" + op + "'");
-  if (d.n == 0) return;
-  const float* xp = x.ptr<float>();
-  float* yp = y.ptr<float>();
+namespace {
+
+template <typename T>
+void softmax_typed(int kind, const Dims& d, const Tensor& x, const Tensor& y) {
+  const T* xp = x.ptr<T>();
+  T* yp = y.ptr<T>();
   int64_t grain = std::max<int64_t>(1, 16384 / d.n);
   parallel_for(d.outer * d.inner, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       int64_t o = r / d.inner, i = r % d.inner, s = d.inner;
-      const float* in = xp + o * d.n * s + i;
-      float* out = yp + o * d.n * s + i;
-      float mx = in[0];
+      const T* in = xp + o * d.n * s + i;
+      T* out = yp + o * d.n * s + i;
+      T mx = in[0];
       int64_t arg = 0;
       for (int64_t j = 1; j < d.n; j++)
         if (in[j * s] > mx) mx = in[j * s], arg = j;
       if (kind == 2) {
-        for (int64_t j = 0; j < d.n; j++) out[j * s] = j == arg ? 1.0f : 0.0f;
+        for (int64_t j = 0; j < d.n; j++) out[j * s] = j == arg ? T(1) : T(0);
         continue;
       }
       double sum = 0;
       if (kind == 0) {
         for (int64_t j = 0; j < d.n; j++) {
-          float e = std::exp(in[j * s] - mx);
+          T e = std::exp(in[j * s] - mx);
           out[j * s] = e;
           sum += e;
         }
-        float inv = (float)(1.0 / sum);
+        T inv = (T)(1.0 / sum);
         for (int64_t j = 0; j < d.n; j++) out[j * s] *= inv;
       } else {
         for (int64_t j = 0; j < d.n; j++) sum += std::exp((double)in[j * s] - mx);
-        float shift = mx + (float)std::log(sum);
+        T shift = mx + (T)std::log(sum);
         for (int64_t j = 0; j < d.n; j++) out[j * s] = in[j * s] - shift;
       }
     }
   });
+}
+
+}  // namespace
+
+void softmax(const std::string& op, const Tensor& x, const Tensor& y) {
+  Dims d = middle_dims(x, "softmax");
+  check(x.dtype == DType::f32 || x.dtype == DType::f64,
+        std::string("softmax: dtype ") + dtype_name(x.dtype) + " is not supported (float32/float64 only)");
+  check_out(y, x.dtype, x.numel(), "softmax");
+  int kind = op == "softmax" ? 0 : op == "log_softmax" ? 1 : op == "hardmax" ? 2 : -1;
+  check(kind >= 0, "softmax: unknown op '" + op + "'");
+  if (d.n == 0) return;
+  if (x.dtype == DType::f32) softmax_typed<float>(kind, d, x, y);
+  else softmax_typed<double>(kind, d, x, y);
 }
 
 void cumsum(const Tensor& x, const Tensor& y, bool exclusive, bool reverse) {

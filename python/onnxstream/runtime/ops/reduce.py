@@ -95,7 +95,7 @@ def ArgMin(data, axis=0, keepdims=1, select_last_index=0):
 
 def _softmax(op, x, axis):
     v, _ = _one_axis(x, axis)
-    y = np.empty(v.shape, np.float32)
+    y = np.empty(v.shape, x.dtype)
     _core.softmax(op, v, y)
     return y.reshape(x.shape)
 
