@@ -11,7 +11,7 @@ namespace onnxstream {
 void reduce(const std::string& op, const Tensor& x, const Tensor& y);
 // y[o, i] = index (int64) of the max/min over j; ties pick the first, or the last with select_last.
 void arg_reduce(bool is_max, bool select_last, const Tensor& x, const Tensor& y);
-// op: softmax, log_softmax, hardmax along j. float32.
+// op: softmax, log_softmax, hardmax along j. float32 or float64.
 void softmax(const std::string& op, const Tensor& x, const Tensor& y);
 // Running sum along j.
 void cumsum(const Tensor& x, const Tensor& y, bool exclusive, bool reverse);

@@ -25,7 +25,9 @@ def Reshape(data, shape, allowzero=0):
 
 
 def Flatten(input, axis=1):
-    axis = axis_index(axis, input.ndim + 1) if axis != input.ndim else axis
+    axis = axis + input.ndim if axis < 0 else axis  # in [-r, r]: -1 leaves the last axis alone
+    if not 0 <= axis <= input.ndim:
+        raise ValueError(f"Flatten: axis out of range for a tensor of rank {input.ndim}")
     outer = int(np.prod(input.shape[:axis], dtype=np.int64))
     return input.reshape(outer, -1) if input.size else input.reshape(outer, int(np.prod(input.shape[axis:])))
 
