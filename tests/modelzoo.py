@@ -689,6 +689,7 @@ def _finalize(src: Path, dst_dir: Path, final_name: str, check: bool) -> dict:
             size_threshold=EXTERNAL_DATA_SIZE_THRESHOLD,
             convert_attribute=False,
         )
+        os.chmod(dst_dir / (final_name + ".data"), 0o644)  # onnx writes 0600
     else:
         onnx.save_model(model, str(dst))
     if check:

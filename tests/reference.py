@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxstream.converter import INLINE_BYTES
+from onnxstream.converter import stored_as_fp16
 
 
 def rel_l2(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -14,13 +14,12 @@ def rel_l2(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def round_weights_to_fp16(model) -> None:
-    """Round, in place, every tensor the converter stores as float16: float32 initializers and Constant values
-    with at least 2 dimensions that are too big to be inlined in graph.json."""
+    """Round, in place, every initializer and Constant value the converter stores as float16."""
     from onnx import numpy_helper
 
     def rounded(t):
         a = numpy_helper.to_array(t)
-        if a.dtype == np.float32 and a.ndim >= 2 and a.nbytes > INLINE_BYTES:
+        if stored_as_fp16(a):
             t.CopyFrom(numpy_helper.from_array(a.astype(np.float16).astype(np.float32), t.name))
 
     for t in model.graph.initializer:

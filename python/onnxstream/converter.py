@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runtime.ops.common import contiguous
+
 from . import _core
 from .fusion import fuse_attention, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
@@ -292,7 +294,7 @@ def _try_fold(node: Node, consts, shapes, opset):
     out_bytes = sum(np.asarray(r).nbytes for r in results)
     if out_bytes > FOLD_GROWTH_LIMIT and out_bytes > in_bytes:
         return None
-    return {name: np.ascontiguousarray(r) for name, r in zip(node.outputs, results) if name}
+    return {name: contiguous(r) for name, r in zip(node.outputs, results) if name}
 
 
 def _prune(nodes: list[Node], outputs: list[str]) -> list[Node]:
@@ -344,7 +346,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
         if a.nbytes <= INLINE_BYTES or name in outputs:
             constants[name] = a
         else:
-            store = np.float16 if weights_format == "fp16" and a.dtype == np.float32 and a.ndim >= 2 else a.dtype
+            store = np.float16 if weights_format == "fp16" and stored_as_fp16(a) else a.dtype
             w = Weight(name, np.dtype(store).name, list(a.shape))
             if name in gather_only and a.nbytes > ROW_TABLE_BYTES and a.ndim >= 1 and a.shape[0] > 1:
                 row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize
@@ -361,6 +363,13 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
     values = {k: ValueInfo(k, d, t) for k, (d, t) in shapes.items()}
     meta = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "weights": weights_format}
     return Graph(inputs, out_infos, nodes, constants, weights, values, opset, meta)
+
+
+def stored_as_fp16(a: np.ndarray) -> bool:
+    """With --weights fp16: which float32 tensors are stored as float16. Matrices, convolution kernels and
+    embedding tables are; biases and per-channel scales ([C], [C, 1, 1]) stay float32: they are small and
+    normalization is sensitive to them."""
+    return a.dtype == np.float32 and a.nbytes > INLINE_BYTES and sum(d > 1 for d in a.shape) >= 2
 
 
 def _gather_tables(nodes: list[Node]) -> set[str]:
@@ -385,7 +394,7 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
         with open(tmp / WEIGHTS_FILE, "wb") as f:
             f.write(weights_header(len(graph.weights)))
             for w in graph.weights:
-                data = np.ascontiguousarray(consts[w.name].astype(np.dtype(w.dtype), copy=False))
+                data = contiguous(consts[w.name].astype(np.dtype(w.dtype), copy=False))
                 pos = f.tell()
                 pad = (-pos) % ALIGN
                 f.write(b"\0" * pad)
@@ -393,7 +402,7 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
                 w.hash = int(_core.xxh64(data.reshape(-1).view(np.uint8)))
                 if w.rows_per_block:
                     blocks = data.reshape(data.shape[0], -1)
-                    w.block_hashes = [int(_core.xxh64(np.ascontiguousarray(blocks[r:r + w.rows_per_block]).view(np.uint8)))
+                    w.block_hashes = [int(_core.xxh64(contiguous(blocks[r:r + w.rows_per_block]).view(np.uint8)))
                                       for r in range(0, data.shape[0], w.rows_per_block)]
                 f.write(memoryview(data.reshape(-1).view(np.uint8)))
             f.flush()

@@ -80,7 +80,7 @@ class Graph:
 # ---------------------------------------------------------------- encoding of arrays and attributes in JSON
 
 def encode_array(a: np.ndarray) -> dict:
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a).copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
     return {"dtype": a.dtype.name, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
 
 

@@ -16,6 +16,12 @@ def onnx_dtype(code: int) -> np.dtype:
     return np.dtype(ONNX_DTYPES[code])
 
 
+def contiguous(a, dtype=None) -> np.ndarray:
+    """a as a C-contiguous array, keeping its rank (np.ascontiguousarray turns 0-d arrays into 1-d ones)."""
+    a = np.asarray(a, dtype=dtype)
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 def axis_index(axis: int, rank: int) -> int:
     if not -rank <= axis < max(rank, 1):
         raise ValueError(f"axis {axis} is out of range for a tensor of rank {rank}")
@@ -67,7 +73,7 @@ def middle_axes_view(x: np.ndarray, axes: list[int]):
     else:
         outer_axes, inner_axes = rest, []
         x = x.transpose(rest + axes)
-    x = np.ascontiguousarray(x)
+    x = contiguous(x)
     shape = [x.shape[i] for i in range(x.ndim)]
     n_outer = len(outer_axes)
     outer = int(np.prod(shape[:n_outer], dtype=np.int64))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from .common import cast
+from .common import cast, contiguous
 
 
 def _float(x: np.ndarray, what: str) -> np.ndarray:
@@ -113,8 +113,8 @@ def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=
     if X.shape[1] != W.shape[1] * group:
         raise ValueError(f"Conv input has {X.shape[1]} channels, weight expects {W.shape[1]} x group {group}")
     y = np.empty((X.shape[0], W.shape[0], *out), np.float32)
-    bias = None if B is None else np.ascontiguousarray(_float(B, "Conv bias")).reshape(-1)
-    _core.conv(_to5d(X), _to5d(np.ascontiguousarray(W)), bias, _three(kernel, 1), _three(strides, 1),
+    bias = None if B is None else contiguous(_float(B, "Conv bias")).reshape(-1)
+    _core.conv(_to5d(X), _to5d(contiguous(W)), bias, _three(kernel, 1), _three(strides, 1),
                _three(begin, 0), _three(end, 0), _three(dilations, 1), int(group), _to5d(y))
     return y
 
@@ -122,7 +122,7 @@ def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=
 def ConvTranspose(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, output_padding=None,
                   output_shape=None, pads=None, strides=None):
     n = _spatial(X, "ConvTranspose")
-    X = np.ascontiguousarray(_float(X, "ConvTranspose input"))
+    X = contiguous(_float(X, "ConvTranspose input"))
     if W.ndim != X.ndim or W.shape[0] != X.shape[1]:
         raise ValueError(f"ConvTranspose weight of shape {W.shape} does not match input of shape {X.shape}")
     kernel = _kernel(kernel_shape, W, n)
@@ -145,8 +145,8 @@ def ConvTranspose(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kern
         raise ValueError(f"ConvTranspose output size {out} is negative")
     M = W.shape[1] * group
     y = np.empty((X.shape[0], M, *out), np.float32)
-    bias = None if B is None else np.ascontiguousarray(_float(B, "ConvTranspose bias")).reshape(-1)
-    _core.conv_transpose(_to5d(X), _to5d(np.ascontiguousarray(W)), bias, _three(kernel, 1), _three(strides, 1),
+    bias = None if B is None else contiguous(_float(B, "ConvTranspose bias")).reshape(-1)
+    _core.conv_transpose(_to5d(X), _to5d(contiguous(W)), bias, _three(kernel, 1), _three(strides, 1),
                          _three(begin, 0), _three(dilations, 1), int(group), _to5d(y))
     return y
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
+from .common import contiguous
 
 
 def _as_4d(x: np.ndarray, lead: tuple, tail: tuple) -> np.ndarray:
     """x broadcast to lead + tail, as [B, H, ...] with B, H the leading axes (views unless lead has > 2 axes)."""
     x = np.broadcast_to(x, lead + tail)
     if len(lead) > 2:
-        x = np.ascontiguousarray(x).reshape((-1, lead[-1]) + tail)
+        x = contiguous(x).reshape((-1, lead[-1]) + tail)
     x = x.reshape((1,) * (2 - len(lead)) + x.shape) if len(lead) < 2 else x
-    return x if x.strides[-1] == x.itemsize or x.shape[-1] == 1 else np.ascontiguousarray(x)
+    return x if x.strides[-1] == x.itemsize or x.shape[-1] == 1 else contiguous(x)
 
 
 def FusedAttention(q, kt, v, mask=None, nan_to_zero=0):
@@ -37,7 +38,7 @@ def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):
     """GroupNorm over [N, C, ...] with per-channel scale and bias, then the optional activation in place."""
     y = np.empty(X.shape, np.float32)
     n, c = X.shape[:2]
-    _core.group_norm(np.ascontiguousarray(X).reshape(n, c, -1), scale, bias, num_groups, float(epsilon),
+    _core.group_norm(contiguous(X).reshape(n, c, -1), scale, bias, num_groups, float(epsilon),
                      y.reshape(n, c, -1))
     if activation == "silu":
         _core.unary("silu", y, y, 0.0, 0.0)
@@ -47,7 +48,7 @@ def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):
 def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
     """Run a chain of row-local ops (see fusion.fuse_row_tiles) on `rows` rows of x at a time."""
     from . import OPS
-    from .common import cast
+    from .common import cast, contiguous
     matmul_weights = {n["inputs"][1] for n in nodes if n["op"] == "MatMul"}
     env_weights = {name: (value if name in matmul_weights or value.dtype != np.float16 else cast(value, np.float32))
                    for name, value in zip(weights, weight_values)}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from .common import binary, cast
+from .common import binary, cast, contiguous
 
 INT_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -77,7 +77,7 @@ def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
         # A [N] float32 bias with beta 1 goes straight into the kernel; anything else is added afterwards.
         if beta == 1.0 and C.dtype == np.float32 and C.size == N and (C.ndim == 1 or C.shape == (1, N)) \
                 and A.dtype != np.float16:
-            bias, C = np.ascontiguousarray(C.reshape(N)), None
+            bias, C = contiguous(C.reshape(N)), None
     y = _batched(a[None], b[None], bias)[0]
     if alpha != 1.0:
         y = binary("mul", y, np.array(alpha, y.dtype))

@@ -5,25 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from .common import as_ints, axis_index, binary, middle_axes_view
+from .common import as_ints, axis_index, binary, contiguous, middle_axes_view
 
 
 def _f32(name, v):
     v = np.asarray(v)
     if v.dtype != np.float32:
         raise NotImplementedError(f"{name}: dtype {v.dtype} is not supported (float32 only)")
-    return np.ascontiguousarray(v)
+    return contiguous(v)
 
 
 def _per_channel(v, c):
     """A [C] contiguous float32 copy of a per-channel parameter."""
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (c,)))
+    return contiguous(np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (c,)))
 
 
 def _rows_norm(x, n, eps, scale=None, bias=None, with_stats=False):
     """Normalise the last n elements of every row of x (x reshaped to [rows, n])."""
     rows = x.size // n if n else 0
-    xv = np.ascontiguousarray(x).reshape(rows, n)
+    xv = contiguous(x).reshape(rows, n)
     y = np.empty(xv.shape, np.float32)
     mean = np.empty(rows, np.float32) if with_stats else None
     inv_std = np.empty(rows, np.float32) if with_stats else None
@@ -38,8 +38,8 @@ def LayerNormalization(X, Scale, B=None, axis=-1, epsilon=1e-5, stash_type=1, _n
     axis = axis_index(axis, X.ndim)
     norm_shape = X.shape[axis:]
     n = int(np.prod(norm_shape, dtype=np.int64))
-    scale = np.ascontiguousarray(np.broadcast_to(_f32("LayerNormalization", Scale), norm_shape)).reshape(-1)
-    bias = None if B is None else np.ascontiguousarray(np.broadcast_to(_f32("LayerNormalization", B),
+    scale = contiguous(np.broadcast_to(_f32("LayerNormalization", Scale), norm_shape)).reshape(-1)
+    bias = None if B is None else contiguous(np.broadcast_to(_f32("LayerNormalization", B),
                                                                         norm_shape)).reshape(-1)
     y, mean, inv_std = _rows_norm(X, n, epsilon, scale, bias, with_stats=_num_results > 1)
     if _num_results == 1:
@@ -108,7 +108,7 @@ def MeanVarianceNormalization(X, axes=(0, 2, 3)):
     X = _f32("MeanVarianceNormalization", X)
     axes = sorted({axis_index(a, X.ndim) for a in as_ints(list(axes))})
     rest = [i for i in range(X.ndim) if i not in axes]
-    xt = np.ascontiguousarray(X.transpose(rest + axes))  # reduced axes last: one row per kept index
+    xt = contiguous(X.transpose(rest + axes))  # reduced axes last: one row per kept index
     n = int(np.prod([X.shape[a] for a in axes], dtype=np.int64))
     y, _, _ = _rows_norm(xt, n, 1e-18)  # the spec adds 1e-9 to the std; 1e-18 to the variance is the same to 1e-9
     return y.transpose(np.argsort(rest + axes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from .common import as_ints, axis_index, middle_axes_view
+from .common import as_ints, axis_index, contiguous, middle_axes_view
 
 
 def _reduce(op: str, data, axes, keepdims, noop_with_empty_axes):
@@ -70,7 +70,7 @@ def _one_axis(data, axis):
     axis = axis_index(axis, data.ndim)
     outer = int(np.prod(data.shape[:axis], dtype=np.int64))
     inner = int(np.prod(data.shape[axis + 1:], dtype=np.int64))
-    return np.ascontiguousarray(data).reshape(outer, data.shape[axis], inner), axis
+    return contiguous(data).reshape(outer, data.shape[axis], inner), axis
 
 
 def _arg(is_max, data, axis, keepdims, select_last_index):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from .common import as_ints, axis_index
+from .common import as_ints, axis_index, contiguous
 
 _NEAREST = {
     # ratio in (0, 1] is x's distance above the floor; "integer" positions arrive as ratio 1 (take the right tap).
@@ -103,7 +103,7 @@ def _taps(in_len, out_len, scale, roi, mode, coord_mode, nearest_mode, cubic_a, 
         pick = np.argmax(w, axis=1)
         index = index[np.arange(out_len), pick][:, None]
         w = np.ones((out_len, 1))
-    return np.ascontiguousarray(index, np.int64), np.ascontiguousarray(w, np.float32), outside
+    return contiguous(index, np.int64), contiguous(w, np.float32), outside
 
 
 def Resize(X, roi=None, scales=None, sizes=None, antialias=0, axes=None, coordinate_transformation_mode="half_pixel",
@@ -138,7 +138,7 @@ def Resize(X, roi=None, scales=None, sizes=None, antialias=0, axes=None, coordin
         raise ValueError(f"Resize: roi has {len(roi)} values, expected {2 * len(axes)}")
     if coordinate_transformation_mode == "tf_crop_and_resize" and roi is None:
         raise ValueError("Resize: tf_crop_and_resize needs a roi input")
-    y = np.ascontiguousarray(X)
+    y = contiguous(X)
     for k, axis in enumerate(axes):
         axis_roi = None if roi is None else (roi[k], roi[len(axes) + k])
         identity_roi = axis_roi is None or (math.isclose(axis_roi[0], 0.0) and math.isclose(axis_roi[1], 1.0))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import as_ints, axis_index, onnx_dtype
+from .common import as_ints, axis_index, contiguous, onnx_dtype
 
 
 def Shape(data, start=0, end=None):
@@ -34,7 +34,7 @@ def Flatten(input, axis=1):
 
 def Transpose(data, perm=None):
     perm = list(reversed(range(data.ndim))) if perm is None else perm
-    return np.ascontiguousarray(data.transpose(perm))
+    return contiguous(data.transpose(perm))
 
 
 def Squeeze(data, axes=None):
@@ -73,7 +73,7 @@ def Split(input, split=None, axis=0, num_outputs=None, _num_results=None):
     outs = []
     for b, e in zip(bounds[:-1], bounds[1:]):
         index[axis] = slice(int(b), int(e))
-        outs.append(np.ascontiguousarray(input[tuple(index)]))
+        outs.append(contiguous(input[tuple(index)]))
     return tuple(outs)
 
 
@@ -92,7 +92,7 @@ def Slice(data, starts, ends, axes=None, steps=None):
             s = dim - 1 if s >= dim else s
             e = None if e < -dim else e
         index[a] = slice(s, e, st)
-    return np.ascontiguousarray(data[tuple(index)])
+    return contiguous(data[tuple(index)])
 
 
 def Gather(data, indices, axis=0):
@@ -121,7 +121,7 @@ def GatherND(data, indices, batch_dims=0):
 
 def Expand(input, shape):
     target = np.broadcast_shapes(input.shape, tuple(as_ints(shape)))
-    return np.ascontiguousarray(np.broadcast_to(input, target))
+    return contiguous(np.broadcast_to(input, target))
 
 
 def Tile(input, repeats):
@@ -178,14 +178,14 @@ def DepthToSpace(input, blocksize, mode="DCR"):
         t = input.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
     else:
         t = input.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
-    return np.ascontiguousarray(t).reshape(n, c // (b * b), h * b, w * b)
+    return contiguous(t).reshape(n, c // (b * b), h * b, w * b)
 
 
 def SpaceToDepth(input, blocksize):
     n, c, h, w = input.shape
     b = blocksize
     t = input.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
-    return np.ascontiguousarray(t).reshape(n, c * b * b, h // b, w // b)
+    return contiguous(t).reshape(n, c * b * b, h // b, w // b)
 
 
 def Constant(value=None, value_float=None, value_floats=None, value_int=None, value_ints=None, sparse_value=None,
