@@ -196,8 +196,18 @@ void typed_binary(const std::string& op, const Tensor& a, const Tensor& b, const
     if (op == "bitwise_and") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u & v); });
     if (op == "bitwise_or") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u | v); });
     if (op == "bitwise_xor") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u ^ v); });
-    if (op == "shift_left") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(v >= (T)(8 * sizeof(T)) ? 0 : u << v); });
-    if (op == "shift_right") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(v >= (T)(8 * sizeof(T)) ? 0 : u >> v); });
+    if constexpr (!std::is_same<T, bool>::value) {
+      // Shifts by a negative amount or by the bit width or more give the full-width result: 0, or -1 when an
+      // arithmetic right shift of a negative value fills every bit (what the ONNX reference computes).
+      using U = typename std::make_unsigned<T>::type;
+      constexpr int64_t width = 8 * sizeof(T);
+      if (op == "shift_left")
+        return map2<T, T>(a, b, y, [](T u, T v) { return (T)(((int64_t)v < 0 || (int64_t)v >= width) ? 0 : (T)((U)u << v)); });
+      if (op == "shift_right")
+        return map2<T, T>(a, b, y, [](T u, T v) {
+          return (T)(((int64_t)v < 0 || (int64_t)v >= width) ? (u < 0 ? (T)-1 : (T)0) : (T)(u >> v));
+        });
+    }
   }
   throw Error("binary op '" + op + "' is not defined for dtype " + dtype_name(a.dtype));
 }

@@ -248,7 +248,7 @@ def _evaluate(node: Node, args: list, opset: int):
     if "_opset" in params:
         kwargs["_opset"] = opset
     result = fn(*args, **kwargs)
-    return result if isinstance(result, tuple) else (result,)
+    return tuple(np.asarray(r) for r in result) if isinstance(result, tuple) else (np.asarray(result),)
 
 
 def _fold(onnx, model, opset, inputs, nodes, consts, outputs):

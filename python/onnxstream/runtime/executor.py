@@ -151,7 +151,7 @@ class Session:
                 results = result if isinstance(result, tuple) else (result,)
                 for name, value in zip(node.outputs, results):
                     if name:
-                        values[name] = value
+                        values[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
                 del args, result, results
                 if self._debug:
                     _trace(node, values, time.perf_counter() - start, self._debug)

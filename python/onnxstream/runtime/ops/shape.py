@@ -181,10 +181,11 @@ def DepthToSpace(input, blocksize, mode="DCR"):
     return contiguous(t).reshape(n, c // (b * b), h * b, w * b)
 
 
-def SpaceToDepth(input, blocksize):
+def SpaceToDepth(input, blocksize, mode="DCR"):
     n, c, h, w = input.shape
     b = blocksize
-    t = input.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    t = input.reshape(n, c, h // b, b, w // b, b)
+    t = t.transpose(0, 3, 5, 1, 2, 4) if mode == "DCR" else t.transpose(0, 1, 3, 5, 2, 4)
     return contiguous(t).reshape(n, c * b * b, h // b, w // b)
 
 
