@@ -1,24 +1,71 @@
-// Matrix multiplication: plain loops for now (the fast kernels replace the inner product, not this contract).
+// Matrix multiplication: blocking, weight packing and threading around the GEMM microkernels (dispatch.h).
+// For each task (a block of output rows x columns): for each nc x kc block of weights, pack it into 16-column
+// panels (bounded scratch, never a whole-weight copy), then sweep mr x nr output tiles with the microkernel.
 #include "ops/gemm.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
-#include "half.h"
+#include "dispatch.h"
 #include "parallel.h"
 
 namespace onnxstream {
 namespace {
 
-// Row k of w for batch b as float32, into `row` (converting float16 weights on the fly).
-inline const float* weight_row(const Tensor& w, int64_t b, int64_t k, int64_t N, float* row) {
-  const char* base = static_cast<const char*>(w.data) + b * w.strides[0] + k * w.strides[1];
-  if (w.dtype == DType::f32 && w.strides[2] == 4) return reinterpret_cast<const float*>(base);
-  for (int64_t n = 0; n < N; n++) {
-    const char* p = base + n * w.strides[2];
-    row[n] = w.dtype == DType::f32 ? *reinterpret_cast<const float*>(p) : half_to_float(*reinterpret_cast<const uint16_t*>(p));
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// One batch of the product, as the microkernels see it.
+struct GemmProblem {
+  int64_t M, N, K;
+  const char* a;               // [M, K] float32
+  int64_t a_row, a_k;          // byte strides
+  bool a_direct;               // rows are k-contiguous and aligned: kernels read a in place
+  const char* w;               // [K, N] float32 or float16
+  int64_t w_k, w_n;            // byte strides
+  size_t w_size;               // bytes per weight element
+  const float* bias;           // [N] or null
+  float* y;                    // [M, N] contiguous
+};
+
+// Output rows [m0, m1) x columns [n0, n1) of one batch; scratch is this thread's.
+void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, const GemmProblem& p, int64_t m0,
+               int64_t m1, int64_t n0, int64_t n1, std::vector<char>& scratch) {
+  const int64_t MR = cfg.mr, NR = cfg.nr;
+  // Even blocks: K = 320 becomes 2 x 160 rather than 256 + 64.
+  const int64_t kc_max = ceil_div(p.K, ceil_div(p.K, (int64_t)cfg.kc));
+  const int64_t nc_max = round_up(ceil_div(n1 - n0, ceil_div(n1 - n0, (int64_t)cfg.nc)), (int64_t)kPanelWidth);
+  const size_t packed_bytes = (size_t)(kc_max * nc_max) * p.w_size;   // [nc/16][kc][16]
+  const size_t a_bytes = p.a_direct ? 0 : (size_t)(MR * kc_max) * 4;  // [MR][kc] copy of strided a
+  if (scratch.size() < packed_bytes + a_bytes + 64) scratch.resize(packed_bytes + a_bytes + 64);
+  char* packed = reinterpret_cast<char*>(round_up(reinterpret_cast<intptr_t>(scratch.data()), 64));
+  float* a_copy = reinterpret_cast<float*>(packed + packed_bytes);
+
+  for (int64_t nb = n0; nb < n1; nb += nc_max) {
+    const int64_t nc = std::min(nc_max, n1 - nb);
+    for (int64_t kb = 0; kb < p.K; kb += kc_max) {
+      const int64_t kc = std::min(kc_max, p.K - kb);
+      pack(kc, nc, p.w + kb * p.w_k + nb * p.w_n, p.w_k, p.w_n, packed);
+      for (int64_t m = m0; m < m1; m += MR) {
+        const int64_t mr = std::min(MR, m1 - m);
+        const float* a = reinterpret_cast<const float*>(p.a + m * p.a_row + kb * p.a_k);
+        size_t a_stride = p.a_row;
+        if (!p.a_direct) {  // gather this tile's rows once; every n tile below reuses them
+          for (int64_t i = 0; i < mr; i++)
+            for (int64_t k = 0; k < kc; k++)
+              std::memcpy(a_copy + i * kc + k, p.a + (m + i) * p.a_row + (kb + k) * p.a_k, 4);
+          a = a_copy;
+          a_stride = kc * 4;
+        }
+        for (int64_t n = nb; n < nb + nc; n += NR) {
+          const void* wp = packed + (size_t)((n - nb) * kc) * p.w_size;  // panel (n - nb) / 16
+          ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.N + n, p.N * 4,
+                  kb == 0 && p.bias ? p.bias + n : nullptr, kb > 0);
+        }
+      }
+    }
   }
-  return row;
 }
 
 }  // namespace
@@ -33,20 +80,40 @@ void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& 
   check(y.contiguous(), "matmul: output must be contiguous");
   if (bias) check(bias->dtype == DType::f32 && bias->numel() == N && bias->contiguous(), "matmul: bias must be [N] float32");
   float* out = y.ptr<float>();
-  // Rows of the output (over all batches) are independent: split them across threads.
-  parallel_for(B * M, 4, [&](int64_t r0, int64_t r1) {
-    std::vector<float> acc(N), row(N);
-    for (int64_t r = r0; r < r1; r++) {
-      int64_t b = r / M, m = r % M;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      const char* arow = static_cast<const char*>(a.data) + b * a.strides[0] + m * a.strides[1];
-      for (int64_t k = 0; k < K; k++) {
-        float av = *reinterpret_cast<const float*>(arow + k * a.strides[2]);
-        const float* wr = weight_row(w, b, k, N, row.data());
-        for (int64_t n = 0; n < N; n++) acc[n] += av * wr[n];
-      }
-      float* o = out + r * N;
-      for (int64_t n = 0; n < N; n++) o[n] = acc[n] + (bias ? bias->ptr<float>()[n] : 0.0f);
+  const float* bias_data = bias ? bias->ptr<float>() : nullptr;
+  if (B * M * N == 0) return;
+  if (K == 0) {  // empty sum: y = bias
+    for (int64_t r = 0; r < B * M; r++)
+      for (int64_t n = 0; n < N; n++) out[r * N + n] = bias_data ? bias_data[n] : 0.0f;
+    return;
+  }
+
+  const GemmConfig& cfg = gemm_config();
+  const bool f16 = w.dtype == DType::f16;
+  const GemmUkernel ukernel = f16 ? cfg.f16w : cfg.f32w;
+  const PackwUkernel pack = f16 ? cfg.pack_f16w : cfg.pack_f32w;
+  const bool a_direct = a.strides[2] == 4 && a.strides[1] >= 0 && a.strides[1] % 4 == 0 && a.strides[0] % 4 == 0 &&
+                        reinterpret_cast<uintptr_t>(a.data) % 4 == 0;
+
+  // Tasks: blocks of rows (>= 128 each so per-task packing stays cheap), then blocks of columns until every
+  // thread has about 4 tasks to balance uneven progress on shared cores.
+  const int threads = num_threads();
+  const int64_t target = threads == 1 ? 1 : 4 * threads;
+  const int64_t MR = cfg.mr, NR = cfg.nr, m_tiles = ceil_div(M, MR), n_panels = ceil_div(N, NR);
+  const int64_t nm = std::max<int64_t>(1, std::min({m_tiles, M / 128, ceil_div(target, B)}));
+  const int64_t nn = std::max<int64_t>(1, std::min(n_panels, ceil_div(target, B * nm)));
+  parallel_for(B * nm * nn, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<char> scratch;
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t b = t / (nm * nn), im = t / nn % nm, in = t % nn;
+      GemmProblem p{M, N, K,
+                    static_cast<const char*>(a.data) + b * a.strides[0], a.strides[1], a.strides[2], a_direct,
+                    static_cast<const char*>(w.data) + b * w.strides[0], w.strides[1], w.strides[2],
+                    dtype_size(w.dtype), bias_data, out + b * M * N};
+      // Split tiles (not rows) evenly so only the last block has a partial tile.
+      const int64_t m0 = std::min(M, m_tiles * im / nm * MR), m1 = std::min(M, m_tiles * (im + 1) / nm * MR);
+      const int64_t n0 = std::min(N, n_panels * in / nn * NR), n1 = std::min(N, n_panels * (in + 1) / nn * NR);
+      if (m0 < m1 && n0 < n1) gemm_task(cfg, ukernel, pack, p, m0, m1, n0, n1, scratch);
     }
   });
 }

@@ -1,0 +1,103 @@
+"""GFLOP/s of onnxstream's matmul (float32 and float16 weights) vs OpenBLAS sgemm at SD1.5 UNet shapes.
+
+OpenBLAS comes from the scipy-openblas32 wheel (pip install scipy-openblas32), called through ctypes with the
+same thread count. Every measurement runs in a fresh process (OpenBLAS threads spin after a call and would steal
+cores from the next one), implementations alternate, and each keeps its best of `--rounds` processes.
+
+    PYTHONPATH=python python bench/gemm.py [--threads 2] [--rounds 3]
+"""
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SHAPES = [  # (M, K, N): UNet attention/feed-forward projections at 64x64 latents and the text context
+    (4096, 320, 320),
+    (4096, 320, 2560),
+    (4096, 1280, 320),
+    (1024, 640, 640),
+    (256, 1280, 1280),
+    (64, 1280, 5120),
+    (154, 768, 768),
+]
+IMPLS = ["openblas", "ours-f32", "ours-f16"]
+
+
+def best_seconds(fn, min_time=0.6):
+    fn()  # warm up: thread pools, page faults, packing scratch
+    best, spent = float("inf"), 0.0
+    while spent < min_time:
+        t = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t
+        best, spent = min(best, dt), spent + dt
+    return best
+
+
+def openblas_call(threads):
+    import scipy_openblas32
+
+    lib = ctypes.CDLL(os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so"))
+    lib.scipy_openblas_set_num_threads(threads)
+    sgemm = lib.scipy_cblas_sgemm
+    f, i, p = ctypes.c_float, ctypes.c_int, ctypes.c_void_p
+    sgemm.argtypes = [i, i, i, i, i, i, f, p, i, p, i, f, p, i]
+    row_major, no_trans = 101, 111
+
+    def run(a, w, y):
+        M, K = a.shape
+        N = w.shape[1]
+        sgemm(row_major, no_trans, no_trans, M, N, K, 1.0, a.ctypes.data, K, w.ctypes.data, N, 0.0, y.ctypes.data, N)
+
+    return run
+
+
+def worker(impl, M, K, N, threads):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    w = rng.standard_normal((K, N), dtype=np.float32)
+    bias = rng.standard_normal(N, dtype=np.float32)
+    y = np.empty((M, N), np.float32)
+    if impl == "openblas":
+        sgemm = openblas_call(threads)
+        fn = lambda: sgemm(a, w, y)  # noqa: E731
+    else:
+        from onnxstream import _core
+
+        _core.set_num_threads(threads)
+        wt = w.astype(np.float16) if impl == "ours-f16" else w
+        a3, w3, y3 = a[None], wt[None], y[None]
+        fn = lambda: _core.matmul(a3, w3, bias, y3)  # noqa: E731
+    return 2.0 * M * K * N / best_seconds(fn) / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--worker", nargs=4, metavar=("IMPL", "M", "K", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        impl, M, K, N = args.worker[0], *map(int, args.worker[1:])
+        print(json.dumps(worker(impl, M, K, N, args.threads)))
+        return
+    print(f"threads={args.threads}, best of {args.rounds} processes each, GFLOP/s")
+    print(f"{'M':>5} {'K':>5} {'N':>5} | {'openblas':>8} {'ours-f32':>8} {'ours-f16':>8} | {'f32/blas':>8} {'f16/blas':>8}")
+    for M, K, N in SHAPES:
+        best = dict.fromkeys(IMPLS, 0.0)
+        for _ in range(args.rounds):
+            for impl in IMPLS:  # alternate so load from other processes hits all alike
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--worker", impl, str(M), str(K), str(N)]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                best[impl] = max(best[impl], json.loads(out.strip().splitlines()[-1]))
+        b, f32, f16 = best["openblas"], best["ours-f32"], best["ours-f16"]
+        print(f"{M:>5} {K:>5} {N:>5} | {b:8.1f} {f32:8.1f} {f16:8.1f} | {f32 / b:8.2f} {f16 / b:8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

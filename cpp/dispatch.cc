@@ -1,0 +1,41 @@
+// Turns the CPU bits into kernel configs. Kernel lists compiled for this target are known through
+// ONNXSTREAM_IF_<isa> (kernels/microkernels.h); the best compiled kernel the CPU supports wins.
+#include "dispatch.h"
+
+#include "cpu.h"
+
+namespace onnxstream {
+namespace {
+
+GemmConfig choose_gemm() {
+  // Portable fallback: every CPU, armv6 included.
+  GemmConfig cfg{"scalar", 4, 16, f32_gemm_ukernel_4x16__scalar, f32_f16w_gemm_ukernel_4x16__scalar,
+                 x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 256};
+  ONNXSTREAM_IF_neon(if (cpu_has(kIsaNeon)) {
+    cfg = {"neon", 4, 16, f32_gemm_ukernel_4x16__neon, f32_f16w_gemm_ukernel_4x16__neon,
+           x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 256};
+  })
+  ONNXSTREAM_IF_aarch64_neonfma(if (cpu_has(kIsaAarch64Neonfma)) {
+    cfg = {"aarch64-neonfma", 8, 16, f32_gemm_ukernel_8x16__aarch64_neonfma,
+           f32_f16w_gemm_ukernel_8x16__aarch64_neonfma, x32_packw_ukernel_x16__scalar,
+           x16_packw_ukernel_x16__scalar, 256, 256};
+  })
+  ONNXSTREAM_IF_avx2_fma(if (cpu_has(kIsaAvx2Fma)) {
+    cfg = {"avx2-fma", 6, 16, f32_gemm_ukernel_6x16__avx2_fma, f32_f16w_gemm_ukernel_6x16__avx2_fma,
+           x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 512};
+  })
+  ONNXSTREAM_IF_avx512f(if (cpu_has(kIsaAvx512f)) {
+    cfg = {"avx512f", 14, 16, f32_gemm_ukernel_14x16__avx512f, f32_f16w_gemm_ukernel_14x16__avx512f,
+           x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 512};
+  })
+  return cfg;
+}
+
+}  // namespace
+
+const GemmConfig& gemm_config() {
+  static const GemmConfig cfg = choose_gemm();
+  return cfg;
+}
+
+}  // namespace onnxstream

@@ -1,0 +1,21 @@
+// Kernel choice: the only reader of the CPU bits (cpu.h). Ops ask for a config and never test the CPU themselves.
+#pragma once
+#include <cstddef>
+
+#include "kernels/microkernels.h"
+
+namespace onnxstream {
+
+struct GemmConfig {
+  const char* isa;           // ISA token of the chosen kernels, e.g. "avx512f"
+  size_t mr, nr;             // output tile of the microkernels (nr is a multiple of kPanelWidth)
+  GemmUkernel f32w;          // float32 weights
+  GemmUkernel f16w;          // float16 weights, widened in registers
+  PackwUkernel pack_f32w;    // 32-bit weights -> panels
+  PackwUkernel pack_f16w;    // 16-bit weights -> panels
+  size_t kc, nc;             // cache blocks: kc rows of k by nc columns of packed weights per step
+};
+
+const GemmConfig& gemm_config();  // for the CPU (narrowed by ONNXSTREAM_ISA), chosen once
+
+}  // namespace onnxstream

@@ -1,0 +1,76 @@
+// Template for the {MR}x16 AVX2+FMA GEMM microkernels (f32-gemm and f32-f16w-gemm): two ymm accumulators per row
+// (16 columns = one panel), fp16 panels widened with vcvtph2ps (F16C), A broadcast from memory.
+// Included only by *-avx2-fma.cc files, which CMake compiles with -mavx2 -mfma -mf16c.
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace onnxstream {
+
+// Lanes < n of a ymm mask (n <= 8).
+inline __m256i avx2_lane_mask(size_t n) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lanes);
+}
+
+template <int MR, bool kF16Weights>
+inline void gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w, float* c,
+                          size_t c_stride, const float* bias, int accumulate) {
+  // Rows past mr alias the last real row: they compute and store the same values, so no branches in the k loop.
+  const float* ar[MR];
+  float* cr[MR];
+  ar[0] = a;
+  cr[0] = c;
+#pragma GCC unroll 16
+  for (int i = 1; i < MR; i++) {
+    bool real = (size_t)i < mr;
+    ar[i] = real ? (const float*)((const char*)ar[i - 1] + a_stride) : ar[i - 1];
+    cr[i] = real ? (float*)((char*)cr[i - 1] + c_stride) : cr[i - 1];
+  }
+  const bool full = nc >= 16;
+  const __m256i mask_lo = avx2_lane_mask(nc < 8 ? nc : 8), mask_hi = avx2_lane_mask(nc > 8 ? nc - 8 : 0);
+
+  __m256 lo[MR], hi[MR];
+  const __m256 bias_lo = bias ? _mm256_maskload_ps(bias, mask_lo) : _mm256_setzero_ps();
+  const __m256 bias_hi = bias ? _mm256_maskload_ps(bias + 8, mask_hi) : _mm256_setzero_ps();
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++) {
+    lo[i] = accumulate ? _mm256_maskload_ps(cr[i], mask_lo) : bias_lo;
+    hi[i] = accumulate ? _mm256_maskload_ps(cr[i] + 8, mask_hi) : bias_hi;
+  }
+
+  for (size_t k = 0; k < kc; k++) {
+    __m256 b_lo, b_hi;
+    if (kF16Weights) {
+      const uint16_t* wp = static_cast<const uint16_t*>(w) + k * 16;  // [kc][16] fp16
+      b_lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)wp));
+      b_hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(wp + 8)));
+    } else {
+      const float* wp = static_cast<const float*>(w) + k * 16;  // [kc][16] float32
+      b_lo = _mm256_loadu_ps(wp);
+      b_hi = _mm256_loadu_ps(wp + 8);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      const __m256 av = _mm256_broadcast_ss(ar[i] + k);
+      lo[i] = _mm256_fmadd_ps(av, b_lo, lo[i]);
+      hi[i] = _mm256_fmadd_ps(av, b_hi, hi[i]);
+    }
+  }
+
+  // Store in reverse so the real last row is written after its aliases (same values either way).
+#pragma GCC unroll 16
+  for (int i = MR - 1; i >= 0; i--) {
+    if (full) {
+      _mm256_storeu_ps(cr[i], lo[i]);
+      _mm256_storeu_ps(cr[i] + 8, hi[i]);
+    } else {
+      _mm256_maskstore_ps(cr[i], mask_lo, lo[i]);
+      _mm256_maskstore_ps(cr[i] + 8, mask_hi, hi[i]);
+    }
+  }
+}
+
+}  // namespace onnxstream

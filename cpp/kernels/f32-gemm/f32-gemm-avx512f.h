@@ -1,0 +1,54 @@
+// Template for the {MR}x16 AVX-512F GEMM microkernels (f32-gemm and f32-f16w-gemm): one zmm accumulator per row,
+// one 16-column panel row of weights per k (fp16 panels widened with vcvtph2ps), A broadcast from memory.
+// Included only by *-avx512f.cc files, which CMake compiles with -mavx512f -mfma -mf16c.
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace onnxstream {
+
+template <int MR, bool kF16Weights>
+inline void gemm_avx512f(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w, float* c,
+                         size_t c_stride, const float* bias, int accumulate) {
+  // Rows past mr alias the last real row: they compute and store the same values, so no branches in the k loop.
+  const float* ar[MR];
+  float* cr[MR];
+  ar[0] = a;
+  cr[0] = c;
+#pragma GCC unroll 16
+  for (int i = 1; i < MR; i++) {
+    bool real = (size_t)i < mr;
+    ar[i] = real ? (const float*)((const char*)ar[i - 1] + a_stride) : ar[i - 1];
+    cr[i] = real ? (float*)((char*)cr[i - 1] + c_stride) : cr[i - 1];
+  }
+  const __mmask16 mask = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
+
+  __m512 acc[MR];
+  const __m512 init = bias ? _mm512_maskz_loadu_ps(mask, bias) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++) acc[i] = accumulate ? _mm512_maskz_loadu_ps(mask, cr[i]) : init;
+
+  if (kF16Weights) {
+    const uint16_t* wp = static_cast<const uint16_t*>(w);  // [kc][16] fp16
+    for (size_t k = 0; k < kc; k++) {
+      const __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(wp + k * 16)));
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(ar[i][k]), b, acc[i]);
+    }
+  } else {
+    const float* wp = static_cast<const float*>(w);  // [kc][16] float32
+    for (size_t k = 0; k < kc; k++) {
+      const __m512 b = _mm512_loadu_ps(wp + k * 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(ar[i][k]), b, acc[i]);
+    }
+  }
+
+  // Store in reverse so the real last row is written after its aliases (same values either way).
+#pragma GCC unroll 16
+  for (int i = MR - 1; i >= 0; i--) _mm512_mask_storeu_ps(cr[i], mask, acc[i]);
+}
+
+}  // namespace onnxstream

@@ -1,0 +1,64 @@
+// Microkernel signatures, declarations (expanded from each folder's .inc list) and the ISA filter for the lists.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace onnxstream {
+
+// GEMM microkernel: for i < mr <= MR, j < nc <= NR,
+//   c[i][j] = (accumulate ? c[i][j] : bias ? bias[j] : 0) + sum_{k < kc} a[i][k] * w[k][j]
+// a: mr rows of kc floats, a_stride bytes apart. c: mr rows, c_stride bytes apart.
+// w: NR/16 packed panels, each [kc][16] (float32 for f32-gemm, fp16 bits for f32-f16w-gemm), panel p at
+//    w + p * kc * 16 elements; only the panels holding columns < nc are read. Columns >= nc of a panel are zero.
+using GemmUkernel = void (*)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w,
+                             float* c, size_t c_stride, const float* bias, int accumulate);
+
+// Weight packer: w[k][n] for k < kc, n < nc (element (k, n) at w + k * k_stride + n * n_stride bytes) into
+// ceil(nc / 16) panels [kc][16] of the same element type, zero-filling columns >= nc of the last panel.
+using PackwUkernel = void (*)(size_t kc, size_t nc, const void* w, ptrdiff_t k_stride, ptrdiff_t n_stride,
+                              void* packed);
+
+constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
+
+#define GEMM_UKERNEL(isa, fn, mr, nr) \
+  void fn(size_t, size_t, size_t, const float*, size_t, const void*, float*, size_t, const float*, int);
+#define PACKW_UKERNEL(isa, fn, nr) void fn(size_t, size_t, const void*, ptrdiff_t, ptrdiff_t, void*);
+#include "kernels/f32-gemm/f32-gemm.inc"
+#include "kernels/f32-f16w-gemm/f32-f16w-gemm.inc"
+#include "kernels/x32-packw/x32-packw.inc"
+#include "kernels/x16-packw/x16-packw.inc"
+#undef GEMM_UKERNEL
+#undef PACKW_UKERNEL
+
+}  // namespace onnxstream
+
+// ONNXSTREAM_IF_<isa>(x) keeps x only when CMake compiled that ISA's kernel list for this target
+// (cmake/kernels.cmake defines ONNXSTREAM_KERNELS_<ISA>); tests and dispatch expand the .inc lists through it.
+#define ONNXSTREAM_IF_scalar(...) __VA_ARGS__
+#if defined(ONNXSTREAM_KERNELS_NEON)
+#define ONNXSTREAM_IF_neon(...) __VA_ARGS__
+#else
+#define ONNXSTREAM_IF_neon(...)
+#endif
+#if defined(ONNXSTREAM_KERNELS_AARCH64_NEONFMA)
+#define ONNXSTREAM_IF_aarch64_neonfma(...) __VA_ARGS__
+#else
+#define ONNXSTREAM_IF_aarch64_neonfma(...)
+#endif
+#if defined(ONNXSTREAM_KERNELS_AVX2_FMA)
+#define ONNXSTREAM_IF_avx2_fma(...) __VA_ARGS__
+#else
+#define ONNXSTREAM_IF_avx2_fma(...)
+#endif
+#if defined(ONNXSTREAM_KERNELS_AVX512F)
+#define ONNXSTREAM_IF_avx512f(...) __VA_ARGS__
+#else
+#define ONNXSTREAM_IF_avx512f(...)
+#endif
+
+// Isa bit (cpu.h) of each ISA token.
+#define ONNXSTREAM_ISA_scalar kIsaScalar
+#define ONNXSTREAM_ISA_neon kIsaNeon
+#define ONNXSTREAM_ISA_aarch64_neonfma kIsaAarch64Neonfma
+#define ONNXSTREAM_ISA_avx2_fma kIsaAvx2Fma
+#define ONNXSTREAM_ISA_avx512f kIsaAvx512f

@@ -1,0 +1,69 @@
+// Tests every GEMM microkernel and weight packer in the .inc lists compiled for this target. Kernels whose ISA
+// the CPU lacks are reported as skipped, never counted as passed. Exit code: 0 when nothing failed.
+#include <cstdio>
+
+#include "cpu.h"
+#include "gemm_tester.h"
+
+using namespace onnxstream;
+
+static const GemmKernel kGemmKernels[] = {
+#define GEMM_UKERNEL(isa, fn, mr, nr) ONNXSTREAM_IF_##isa(GemmKernel{#fn, ONNXSTREAM_ISA_##isa, fn, mr, nr, false},)
+#include "kernels/f32-gemm/f32-gemm.inc"
+#undef GEMM_UKERNEL
+#define GEMM_UKERNEL(isa, fn, mr, nr) ONNXSTREAM_IF_##isa(GemmKernel{#fn, ONNXSTREAM_ISA_##isa, fn, mr, nr, true},)
+#include "kernels/f32-f16w-gemm/f32-f16w-gemm.inc"
+#undef GEMM_UKERNEL
+};
+
+static const PackwKernel kPackwKernels[] = {
+#define PACKW_UKERNEL(isa, fn, nr) ONNXSTREAM_IF_##isa(PackwKernel{#fn, ONNXSTREAM_ISA_##isa, fn, 4},)
+#include "kernels/x32-packw/x32-packw.inc"
+#undef PACKW_UKERNEL
+#define PACKW_UKERNEL(isa, fn, nr) ONNXSTREAM_IF_##isa(PackwKernel{#fn, ONNXSTREAM_ISA_##isa, fn, 2},)
+#include "kernels/x16-packw/x16-packw.inc"
+#undef PACKW_UKERNEL
+};
+
+static bool test_gemm(const GemmKernel& uk) {
+  bool ok = true;
+  GemmTester t;
+  for (size_t k = 1; k <= 40; k++) ok &= t.m(uk.mr).n(uk.nr).k(k).check(uk);  // k below, at, above any unroll
+  for (size_t m = 1; m <= uk.mr; m++)                                           // partial tiles
+    for (size_t n = 1; n <= uk.nr; n++) ok &= t.m(m).n(n).k(17).check(uk);
+  ok &= t.m(uk.mr).n(uk.nr).k(31).a_stride(37).c_stride(uk.nr + 3).check(uk);  // odd strides
+  ok &= t.m(uk.mr - 1 ? uk.mr - 1 : 1).n(uk.nr - 3).k(9).a_stride(11).c_stride(uk.nr + 5).check(uk);
+  t.a_stride(0).c_stride(0);
+  ok &= t.m(uk.mr).n(uk.nr).k(23).bias(false).check(uk);                        // no bias
+  for (size_t n = 1; n <= uk.nr; n += 5)                                        // accumulate into c (k blocks)
+    ok &= t.m(uk.mr).n(n).k(19).accumulate(true).check(uk);
+  return ok;
+}
+
+static bool test_packw(const PackwKernel& uk) {
+  bool ok = true;
+  for (size_t k : {1, 2, 7, 64})
+    for (size_t n : {1, 5, 15, 16, 17, 31, 32, 33, 100})
+      for (size_t n_step : {1, 3}) ok &= check_packw(uk, k, n, n_step);
+  return ok;
+}
+
+int main() {
+  int passed = 0, failed = 0, skipped = 0;
+  auto report = [&](const char* name, uint32_t isa, bool (*run)(const void*), const void* uk) {
+    if (!cpu_has(isa)) {
+      std::printf("SKIP %s (CPU lacks %s)\n", name, isa_name(isa));
+      skipped++;
+      return;
+    }
+    bool ok = run(uk);
+    std::printf("%s %s\n", ok ? "PASS" : "FAIL", name);
+    (ok ? passed : failed)++;
+  };
+  for (const GemmKernel& uk : kGemmKernels)
+    report(uk.name, uk.isa, [](const void* p) { return test_gemm(*static_cast<const GemmKernel*>(p)); }, &uk);
+  for (const PackwKernel& uk : kPackwKernels)
+    report(uk.name, uk.isa, [](const void* p) { return test_packw(*static_cast<const PackwKernel*>(p)); }, &uk);
+  std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  return failed ? 1 : 0;
+}
