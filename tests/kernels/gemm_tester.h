@@ -98,10 +98,6 @@ class GemmTester {
   }
 
  private:
-  void tol_at(size_t idx, double mag) const {
-    if (tols_.size() <= idx) tols_.resize(idx + 1 + 64, 0.0);
-    scale[idx] = mag;
-  }
   size_t m_ = 1, n_ = 16, k_ = 1, a_stride_ = 0, c_stride_ = 0;
   bool bias_ = true, accumulate_ = false;
 };
