@@ -16,8 +16,8 @@ GemmConfig choose_gemm() {
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 256};
   })
   ONNXSTREAM_IF_aarch64_neonfma(if (cpu_has(kIsaAarch64Neonfma)) {
-    cfg = {"aarch64-neonfma", 8, 16, f32_gemm_ukernel_8x16__aarch64_neonfma,
-           f32_f16w_gemm_ukernel_8x16__aarch64_neonfma, x32_packw_ukernel_x16__scalar,
+    cfg = {"aarch64-neonfma", 6, 16, f32_gemm_ukernel_6x16__aarch64_neonfma,
+           f32_f16w_gemm_ukernel_6x16__aarch64_neonfma, x32_packw_ukernel_x16__scalar,
            x16_packw_ukernel_x16__scalar, 256, 256};
   })
   ONNXSTREAM_IF_avx2_fma(if (cpu_has(kIsaAvx2Fma)) {
