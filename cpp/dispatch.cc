@@ -3,6 +3,7 @@
 #include "dispatch.h"
 
 #include "cpu.h"
+#include <cstdlib>  // TUNING-ONLY
 
 namespace onnxstream {
 namespace {
@@ -25,8 +26,8 @@ GemmConfig choose_gemm() {
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 512};
   })
   ONNXSTREAM_IF_avx512f(if (cpu_has(kIsaAvx512f)) {
-    cfg = {"avx512f", 14, 16, f32_gemm_ukernel_14x16__avx512f, f32_f16w_gemm_ukernel_14x16__avx512f,
-           x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 512};
+    cfg = {"avx512f", 16, 16, f32_gemm_ukernel_16x16__avx512f, f32_f16w_gemm_ukernel_16x16__avx512f,
+           x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 512, 512};
   })
   return cfg;
 }
@@ -34,7 +35,12 @@ GemmConfig choose_gemm() {
 }  // namespace
 
 const GemmConfig& gemm_config() {
-  static const GemmConfig cfg = choose_gemm();
+  static const GemmConfig cfg = [] {
+    GemmConfig c = choose_gemm();
+    if (getenv("FG_KC")) c.kc = atoi(getenv("FG_KC"));  // TUNING-ONLY
+    if (getenv("FG_NC")) c.nc = atoi(getenv("FG_NC"));  // TUNING-ONLY
+    return c;
+  }();
   return cfg;
 }
 
