@@ -3,7 +3,6 @@
 #include "dispatch.h"
 
 #include "cpu.h"
-#include <cstdlib>  // TUNING-ONLY
 
 namespace onnxstream {
 namespace {
@@ -25,6 +24,7 @@ GemmConfig choose_gemm() {
     cfg = {"avx2-fma", 6, 16, f32_gemm_ukernel_6x16__avx2_fma, f32_f16w_gemm_ukernel_6x16__avx2_fma,
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 512};
   })
+  // kc x nc = 512 x 512 measured best on Zen 4 (1 MB L2) at UNet shapes.
   ONNXSTREAM_IF_avx512f(if (cpu_has(kIsaAvx512f)) {
     cfg = {"avx512f", 16, 16, f32_gemm_ukernel_16x16__avx512f, f32_f16w_gemm_ukernel_16x16__avx512f,
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 512, 512};
@@ -35,12 +35,7 @@ GemmConfig choose_gemm() {
 }  // namespace
 
 const GemmConfig& gemm_config() {
-  static const GemmConfig cfg = [] {
-    GemmConfig c = choose_gemm();
-    if (getenv("FG_KC")) c.kc = atoi(getenv("FG_KC"));  // TUNING-ONLY
-    if (getenv("FG_NC")) c.nc = atoi(getenv("FG_NC"));  // TUNING-ONLY
-    return c;
-  }();
+  static const GemmConfig cfg = choose_gemm();
   return cfg;
 }
 
