@@ -91,12 +91,14 @@ def main():
         return
     clock = "thread CPU time" if args.threads == 1 else "wall time"
     print(f"threads={args.threads}, best of {args.rounds} processes each, GFLOP/s by {clock}")
-    print(f"{'M':>5} {'K':>5} {'N':>5} | {'openblas':>8} {'ours-f32':>8} {'ours-f16':>8} | {'f32/blas':>8} {'f16/blas':>8}")
+    print(f"{'M':>5} {'K':>5} {'N':>5} | {'openblas':>8} {'ours-f32':>8} {'ours-f16':>8} | "
+          f"{'f32/blas':>8} {'f16/blas':>8}")
     for M, K, N in SHAPES:
         best = dict.fromkeys(IMPLS, 0.0)
         for _ in range(args.rounds):
             for impl in IMPLS:  # alternate so load from other processes hits all alike
-                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--worker", impl, str(M), str(K), str(N)]
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--worker", impl,
+                       str(M), str(K), str(N)]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 best[impl] = max(best[impl], json.loads(out.strip().splitlines()[-1]))
         b, f32, f16 = best["openblas"], best["ours-f32"], best["ours-f16"]

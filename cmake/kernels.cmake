@@ -1,6 +1,6 @@
-# Microkernels: cpp/kernels/<family>/<name>-<isa>.cc. The ISA token at the end of each file name picks whether the
-# file is built for this target and with which flags; no other source gets ISA flags. Sets ONNXSTREAM_KERNEL_SOURCES
-# and ONNXSTREAM_KERNEL_DEFINITIONS (ONNXSTREAM_KERNELS_<ISA> for every ISA list built, read by kernels/microkernels.h).
+# Microkernels: cpp/kernels/<family>/<name>-<isa>.cc. The ISA token ending each file name decides whether the file
+# is built for this target and with which flags; no other source gets ISA flags. Sets ONNXSTREAM_KERNEL_SOURCES and
+# ONNXSTREAM_KERNEL_DEFINITIONS (ONNXSTREAM_KERNELS_<ISA> per ISA list built, read by kernels/microkernels.h).
 file(GLOB ONNXSTREAM_ALL_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../cpp/kernels/*/*.cc)
 
 string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _cpu)

@@ -78,7 +78,8 @@ void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& 
   check(a.shape[1] == M && w.shape[1] == K && w.shape[2] == N && a.shape[0] == B && w.shape[0] == B,
         "matmul: shapes do not line up");
   check(y.contiguous(), "matmul: output must be contiguous");
-  if (bias) check(bias->dtype == DType::f32 && bias->numel() == N && bias->contiguous(), "matmul: bias must be [N] float32");
+  if (bias)
+    check(bias->dtype == DType::f32 && bias->numel() == N && bias->contiguous(), "matmul: bias must be [N] float32");
   float* out = y.ptr<float>();
   const float* bias_data = bias ? bias->ptr<float>() : nullptr;
   if (B * M * N == 0) return;

@@ -88,7 +88,8 @@ class GemmTester {
       const bool inside = i < m_ && j < n_;
       const double tol = inside ? 4.0 * (k_ + 1) * 1.1920929e-7 * scale[idx] + 1e-30 : 0.0;
       if (!(std::fabs((double)c[idx] - expect[idx]) <= tol)) {
-        std::printf("FAIL %s m=%zu n=%zu k=%zu a_stride=%zu c_stride=%zu bias=%d acc=%d: c[%zu][%zu] = %g, want %g%s\n",
+        std::printf("FAIL %s m=%zu n=%zu k=%zu a_stride=%zu c_stride=%zu bias=%d acc=%d: c[%zu][%zu] = %g, "
+                    "want %g%s\n",
                     uk.name, m_, n_, k_, as, cs, (int)bias_, (int)accumulate_, i, j, c[idx], expect[idx],
                     inside ? "" : " (outside the tile: must be untouched)");
         return false;

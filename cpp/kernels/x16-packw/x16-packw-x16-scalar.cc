@@ -1,5 +1,5 @@
-// Packs 16-bit (fp16) weights w[kc][nc] (byte strides) into ceil(nc/16) panels [kc][16], zero-padding the last panel.
-// Type-blind copy: the same packer serves fp16 weights for every ISA's f32-f16w-gemm kernels (kept fp16: half the bytes).
+// Packs 16-bit weights w[kc][nc] (byte strides) into ceil(nc/16) panels [kc][16], zero-padding the last panel.
+// Type-blind copy: fp16 weights stay fp16 (half the bytes) for every ISA's f32-f16w-gemm kernels.
 #include <cstring>
 
 #include "kernels/microkernels.h"
