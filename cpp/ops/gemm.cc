@@ -52,8 +52,8 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
         const float* a = reinterpret_cast<const float*>(p.a + m * p.a_row + kb * p.a_k);
         size_t a_stride = p.a_row;
         if (!p.a_direct) {  // gather this tile's rows once; every n tile below reuses them
-          for (int64_t i = 0; i < mr; i++)
-            for (int64_t k = 0; k < kc; k++)
+          for (int64_t k = 0; k < kc; k++)  // k outer: transposed views (Conv's im2col) read rows in order
+            for (int64_t i = 0; i < mr; i++)
               std::memcpy(a_copy + i * kc + k, p.a + (m + i) * p.a_row + (kb + k) * p.a_k, 4);
           a = a_copy;
           a_stride = kc * 4;
