@@ -33,7 +33,7 @@ struct GemmProblem {
 void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, const GemmProblem& p, int64_t m0,
                int64_t m1, int64_t n0, int64_t n1, std::vector<char>& scratch) {
   const int64_t MR = cfg.mr, NR = cfg.nr;
-  // Even blocks: K = 320 becomes 2 x 160 rather than 256 + 64.
+  // Even blocks (K = 640 with kc 512 becomes 2 x 320, not 512 + 128); scratch stays <= kc x nc weights.
   const int64_t kc_max = ceil_div(p.K, ceil_div(p.K, (int64_t)cfg.kc));
   const int64_t nc_max = round_up(ceil_div(n1 - n0, ceil_div(n1 - n0, (int64_t)cfg.nc)), (int64_t)kPanelWidth);
   const size_t packed_bytes = (size_t)(kc_max * nc_max) * p.w_size;   // [nc/16][kc][16]
