@@ -14,7 +14,10 @@ elseif(_cpu MATCHES "^armv7|^arm$")
 endif()  # armv6 and others: scalar only
 
 set(_flags_scalar "")
-set(_flags_neon -mfpu=neon-vfpv4 -mfp16-format=ieee)
+set(_flags_neon -mfpu=neon-vfpv4)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  list(APPEND _flags_neon -mfp16-format=ieee)  # GCC needs it for vcvt_f32_f16; clang (zig) is IEEE already
+endif()
 set(_flags_aarch64-neonfma "")
 set(_flags_avx2-fma -mavx2 -mfma -mf16c)
 set(_flags_avx512f -mavx512f -mfma -mf16c)
