@@ -1,11 +1,15 @@
 """Model zoo for onnxstream tests: builds small (and full-size) models with
 random, deterministic weights and exports them to ONNX with either torch
-exporter, caching the result on disk.
+exporter (dynamo: ``torch.onnx.export(dynamo=True, optimize=True)``, i.e. the
+onnxscript optimizer runs: constant folding, initializer deduplication;
+legacy: TorchScript exporter with ``do_constant_folding=True``), caching the
+result on disk.  Input shapes are static (no dynamic axes).
 
 No weights are downloaded: every model is built from a config with
 ``torch.manual_seed(0)`` and then has its normalisation parameters and
-BatchNorm statistics perturbed (so a runtime that ignores gamma/beta or the
-running statistics is caught).
+BatchNorm statistics perturbed, and any other constant-valued parameter (e.g.
+zero-initialised transformers biases) gets small noise (so a runtime that
+ignores gamma/beta, a bias or the running statistics is caught).
 
 Public API (plain functions)::
 
@@ -51,7 +55,7 @@ import numpy as np
 
 # Bump when any builder, wrapper, input generator or the export procedure
 # changes: it is part of the cache key.
-VERSION = "1"
+VERSION = "2"
 
 EXPORTERS = ("dynamo", "legacy")
 # Default opset per exporter: dynamo (torch.onnx.export default) -> 18,
@@ -204,9 +208,10 @@ def _clip_config(full: bool) -> dict:
     )
 
 
-def _perturb_norms(module, seed: int) -> None:
+def _perturb_params(module, seed: int) -> None:
     """Give every norm layer non-trivial affine parameters (and BatchNorm
-    non-trivial running statistics), deterministically."""
+    non-trivial running statistics) and every other constant-valued
+    parameter some noise, deterministically."""
     import torch
 
     g = torch.Generator().manual_seed(seed + 12345)
@@ -230,6 +235,13 @@ def _perturb_norms(module, seed: int) -> None:
                 m.running_var.copy_(
                     0.5 + torch.rand(m.running_var.shape, generator=g)
                 )
+        # Parameters that are still constant (e.g. zero-initialised Linear
+        # biases of transformers models) get small noise: otherwise a runtime
+        # that drops a bias passes, and the dynamo exporter deduplicates the
+        # identical initializers into one shared tensor.
+        for p in module.parameters():
+            if p.numel() > 1 and bool((p == p.reshape(-1)[0]).all()):
+                p.add_(0.02 * torch.randn(p.shape, generator=g))
 
 
 # ---- wrappers (defined lazily because torch is imported lazily) ----------
@@ -560,7 +572,7 @@ def inputs(name: str) -> Dict[str, np.ndarray]:
 
 def build(name: str):
     """The torch module that gets exported: seeded (torch.manual_seed(0)),
-    norm parameters perturbed, eval mode, requires_grad off.  Its forward
+    norm/constant parameters perturbed, eval mode, requires_grad off.  Its forward
     takes the inputs positionally in ``input_names(name)`` order."""
     import torch
 
@@ -568,7 +580,7 @@ def build(name: str):
     torch.manual_seed(0)
     with torch.no_grad():
         model = spec.build()
-        _perturb_norms(model, spec.seed)
+        _perturb_params(model, spec.seed)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
