@@ -19,7 +19,7 @@ from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
 from .ops import FLOAT16_WEIGHT_OPS, OPS
 from .ops.common import cast
 
-DEFAULT_PREFETCH_BYTES = 64 << 20
+DEFAULT_PREFETCH_BYTES = 32 << 20  # enough to overlap reading with compute; more only costs RAM
 
 
 class InputError(ValueError):
