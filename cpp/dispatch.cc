@@ -32,7 +32,29 @@ GemmConfig choose_gemm() {
   return cfg;
 }
 
+SoftmaxConfig choose_softmax() {
+  SoftmaxConfig cfg{"scalar", f32_rmax_ukernel__scalar, f32_raddstoreexpminusmax_ukernel__scalar};
+  ONNXSTREAM_IF_neon(if (cpu_has(kIsaNeon)) {
+    cfg = {"neon", f32_rmax_ukernel__neon, f32_raddstoreexpminusmax_ukernel__neon};
+  })
+  ONNXSTREAM_IF_aarch64_neonfma(if (cpu_has(kIsaAarch64Neonfma)) {
+    cfg = {"aarch64-neonfma", f32_rmax_ukernel__aarch64_neonfma, f32_raddstoreexpminusmax_ukernel__aarch64_neonfma};
+  })
+  ONNXSTREAM_IF_avx2_fma(if (cpu_has(kIsaAvx2Fma)) {
+    cfg = {"avx2-fma", f32_rmax_ukernel__avx2_fma, f32_raddstoreexpminusmax_ukernel__avx2_fma};
+  })
+  ONNXSTREAM_IF_avx512f(if (cpu_has(kIsaAvx512f)) {
+    cfg = {"avx512f", f32_rmax_ukernel__avx512f, f32_raddstoreexpminusmax_ukernel__avx512f};
+  })
+  return cfg;
+}
+
 }  // namespace
+
+const SoftmaxConfig& softmax_config() {
+  static const SoftmaxConfig cfg = choose_softmax();
+  return cfg;
+}
 
 const GemmConfig& gemm_config() {
   static const GemmConfig cfg = choose_gemm();

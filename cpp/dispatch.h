@@ -18,4 +18,12 @@ struct GemmConfig {
 
 const GemmConfig& gemm_config();  // for the CPU (narrowed by ONNXSTREAM_ISA), chosen once
 
+struct SoftmaxConfig {
+  const char* isa;
+  RmaxUkernel rmax;                                  // row maximum
+  RaddstoreexpminusmaxUkernel raddstoreexpminusmax;  // exp(x - max) stored, summed
+};
+
+const SoftmaxConfig& softmax_config();
+
 }  // namespace onnxstream

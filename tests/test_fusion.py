@@ -1,4 +1,9 @@
 """Fused ops against onnxruntime running the unfused pattern the exporters emit."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -37,6 +42,8 @@ def attention_model(b, h, m, n, d, mask_shape=None, scale=0.125, nan_guard=False
     (2, 8, 256, 77, 40, None),           # cross-attention to 77 text tokens
     (1, 12, 77, 77, 64, (1, 1, 77, 77)),  # CLIP's causal mask
     (2, 1, 17, 600, 8, (2, 1, 17, 600)),
+    (1, 2, 65, 130, 80, None),           # SD's second level head dim, odd M and N
+    (1, 2, 20, 33, 160, (1, 2, 20, 33)),  # SD's third level head dim, masked
 ])
 def test_fused_attention_matches_onnxruntime(b, h, m, n, d, mask_shape, tmp_path):
     path = tmp_path / "attn.onnx"
@@ -65,6 +72,61 @@ def test_fused_attention_with_nan_guard_and_fully_masked_rows(tmp_path):
     assert [n.op for n in load_graph(out).nodes] .count("FusedAttention") == 1
     want = onnxruntime_outputs(str(path), feeds)["y"]
     np.testing.assert_allclose(onnxstream.Session(out).run(feeds)["y"], want, rtol=1e-5, atol=1e-6)
+
+
+# (b, h, m, n, d, masked): head dims of SD (40, 80, 160) and CLIP (64); odd M and N leave partial query blocks,
+# microkernel tiles and 16-key panels; N > 256 crosses key tiles (the online softmax rescales).
+KERNEL_CASES = [
+    (1, 2, 33, 47, 40, False),
+    (2, 3, 70, 300, 64, False),
+    (1, 1, 17, 513, 80, False),
+    (1, 2, 5, 7, 160, False),
+    (1, 1, 1, 1, 40, False),
+    (2, 2, 37, 290, 64, True),
+    (1, 3, 77, 77, 64, True),
+]
+
+
+def check_attention_kernel(cases=KERNEL_CASES):
+    """_core.attention on the dispatch path of this process vs onnxruntime on the unfused model."""
+    from onnxstream import _core
+    rng = np.random.default_rng(0)
+    for b, h, m, n, d, masked in cases:
+        q, k, v = (rng.standard_normal(s).astype(np.float32) * 2 for s in ((b, h, m, d), (b, h, n, d), (b, h, n, d)))
+        feeds = {"q": q, "k": k, "v": v}
+        mask4 = None
+        if masked:  # causal (-inf above the diagonal, so later key tiles raise some rows' max) plus random biases
+            causal = np.where(np.triu(np.ones((m, n)), 1) > 0, -np.inf, 0).astype(np.float32)
+            feeds["mask"] = (causal + rng.standard_normal((b, 1, m, n)).astype(np.float32)).astype(np.float32)
+            mask4 = np.broadcast_to(feeds["mask"], (b, h, m, n))
+        model = attention_model(b, h, m, n, d, feeds["mask"].shape if masked else None, scale=d ** -0.5)
+        want = onnxruntime_outputs(model, feeds)["y"]
+        s = np.float32(d ** -0.25)
+        kt = (k * s).transpose(0, 1, 3, 2)  # a strided view: the kernel packs it
+        y = np.full((b, h, m, d), np.nan, np.float32)
+        _core.attention(q * s, kt, v, mask4, y, False)
+        err = rel_l2(y, want)
+        assert err < 1e-5, f"{(b, h, m, n, d, masked)}: rel L2 {err:.2e}"
+
+
+def test_attention_kernel_default_isa():
+    check_attention_kernel()
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_attention_kernel_forced_isa(isa):
+    """Each dispatch path (GEMM and softmax kernels), in a fresh process: the ISA is chosen once per process."""
+    from onnxstream import _core  # noqa: F401  (skip cleanly if the module is not built)
+    env = {**os.environ, "ONNXSTREAM_ISA": isa,
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    probe = subprocess.run([sys.executable, "-c", "from onnxstream import _core; import numpy as n; "
+                            "_core.matmul(n.ones((1,1,1),'f'), n.ones((1,1,1),'f'), None, n.empty((1,1,1),'f'))"],
+                           env=env, capture_output=True, text=True)
+    if "does not support" in probe.stderr or "not one of" in probe.stderr:
+        pytest.skip(f"CPU cannot run ONNXSTREAM_ISA={isa}")
+    out = subprocess.run([sys.executable, "-c", "import test_fusion as t; t.check_attention_kernel()"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def geglu_model(tokens=1024, dim=320, inner=1280):

@@ -18,6 +18,11 @@ using GemmUkernel = void (*)(size_t mr, size_t nc, size_t kc, const float* a, si
 using PackwUkernel = void (*)(size_t kc, size_t nc, const void* w, ptrdiff_t k_stride, ptrdiff_t n_stride,
                               void* packed);
 
+// Softmax pieces: rmax returns max(x[0..n)) (-inf for n = 0); raddstoreexpminusmax stores y[i] = exp(x[i] - max)
+// for i < n (y may be x) and returns their sum. max must be finite; x[i] = -inf gives 0.
+using RmaxUkernel = float (*)(size_t n, const float* x);
+using RaddstoreexpminusmaxUkernel = float (*)(size_t n, const float* x, float max, float* y);
+
 constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 
 #define GEMM_UKERNEL(isa, fn, mr, nr) \
@@ -29,6 +34,13 @@ constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 #include "kernels/x16-packw/x16-packw.inc"
 #undef GEMM_UKERNEL
 #undef PACKW_UKERNEL
+
+#define RMAX_UKERNEL(isa, fn) float fn(size_t, const float*);
+#define RADDSTOREEXPMINUSMAX_UKERNEL(isa, fn) float fn(size_t, const float*, float, float*);
+#include "kernels/f32-rmax/f32-rmax.inc"
+#include "kernels/f32-raddstoreexpminusmax/f32-raddstoreexpminusmax.inc"
+#undef RMAX_UKERNEL
+#undef RADDSTOREEXPMINUSMAX_UKERNEL
 
 }  // namespace onnxstream
 

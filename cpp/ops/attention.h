@@ -6,8 +6,8 @@
 namespace onnxstream {
 
 // q: [B, H, M, D]; kt: [B, H, D, N] (keys transposed, as exporters emit them); v: [B, H, N, Dv];
-// mask: null or additive, broadcast to [B, H, M, N] (zero strides); y: [B, H, M, Dv] contiguous. All float32,
-// innermost axes contiguous (except the mask's, which may be broadcast).
+// kt and v may have any strides (they are packed into panels); q rows need a contiguous innermost axis.
+// mask: null or additive, broadcast to [B, H, M, N] (zero strides); y: [B, H, M, Dv] contiguous. All float32.
 // Rows whose keys are all masked out give NaN (like Softmax), or 0 with zero_empty_rows.
 void attention(const Tensor& q, const Tensor& kt, const Tensor& v, const Tensor* mask, const Tensor& y,
                bool zero_empty_rows);
