@@ -7,13 +7,14 @@ from ... import _core
 from .common import contiguous
 
 
-def _as_4d(x: np.ndarray, lead: tuple, tail: tuple) -> np.ndarray:
-    """x broadcast to lead + tail, as [B, H, ...] with B, H the leading axes (views unless lead has > 2 axes)."""
+def _as_4d(x: np.ndarray, lead: tuple, tail: tuple, any_strides: bool = False) -> np.ndarray:
+    """x broadcast to lead + tail, as [B, H, ...] with B, H the leading axes (views unless lead has > 2 axes).
+    The innermost axis is made contiguous unless any_strides (keys and values are packed by the kernel anyway)."""
     x = np.broadcast_to(x, lead + tail)
     if len(lead) > 2:
         x = contiguous(x).reshape((-1, lead[-1]) + tail)
     x = x.reshape((1,) * (2 - len(lead)) + x.shape) if len(lead) < 2 else x
-    return x if x.strides[-1] == x.itemsize or x.shape[-1] == 1 else contiguous(x)
+    return x if any_strides or x.strides[-1] == x.itemsize or x.shape[-1] == 1 else contiguous(x)
 
 
 def FusedAttention(q, kt, v, mask=None, nan_to_zero=0):
@@ -21,7 +22,8 @@ def FusedAttention(q, kt, v, mask=None, nan_to_zero=0):
     rows whose keys are all masked give 0 (the exporter's Where(IsNaN(p), 0, p)); otherwise NaN like Softmax."""
     lead = np.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
     m, n, dv = q.shape[-2], kt.shape[-1], v.shape[-1]
-    q4, k4, v4 = (_as_4d(x, lead, x.shape[-2:]) for x in (q, kt, v))
+    q4 = _as_4d(q, lead, q.shape[-2:])
+    k4, v4 = (_as_4d(x, lead, x.shape[-2:], any_strides=True) for x in (kt, v))  # a Transpose view stays a view
     mask4 = None if mask is None else np.broadcast_to(_as_4d(mask, lead, (m, n)), q4.shape[:2] + (m, n))
     y = np.empty(q4.shape[:3] + (dv,), np.float32)
     _core.attention(q4, k4, v4, mask4, y, bool(nan_to_zero))
