@@ -217,6 +217,18 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release nogil;
     matmul(ta, tw, tb.get(), ty);
   });
+  m.def("pack_gemm_b", [](py::array w, py::array panels) {
+    Tensor tw = view(w), tp = out_view(panels);
+    py::gil_scoped_release nogil;
+    pack_gemm_b(tw, tp);
+  });
+  m.def("packed_gemm_b_elements", &packed_gemm_b_elements);
+  m.def("matmul_packed", [](py::array a, py::array panels, int64_t K, int64_t N, py::object bias, py::array y) {
+    Tensor ta = view(a), tp = view(panels), ty = out_view(y);
+    MaybeTensor tb(bias);
+    py::gil_scoped_release nogil;
+    matmul_packed(ta, tp, K, N, tb.get(), ty);
+  });
   m.def("matmul_int", [](py::array a, py::array w, py::array y) {
     Tensor ta = view(a), tw = view(w), ty = out_view(y);
     py::gil_scoped_release nogil;
@@ -232,6 +244,14 @@ PYBIND11_MODULE(_core, m) {
     Window win = window(kernel, strides, pads_begin, pads_end, dilations);
     py::gil_scoped_release nogil;
     conv(tx, tw, tb.get(), win, group, ty);
+  });
+  m.def("conv_packed", [](py::array x, py::array panels, int64_t M, py::object bias, A3 kernel, A3 strides,
+                          A3 pads_begin, A3 pads_end, A3 dilations, int64_t group, py::array y) {
+    Tensor tx = view(x), tp = view(panels), ty = out_view(y);
+    MaybeTensor tb(bias);
+    Window win = window(kernel, strides, pads_begin, pads_end, dilations);
+    py::gil_scoped_release nogil;
+    conv_packed(tx, tp, M, tb.get(), win, group, ty);
   });
   m.def("conv_transpose", [](py::array x, py::array w, py::object bias, A3 kernel, A3 strides, A3 pads_begin,
                              A3 dilations, int64_t group, py::array y) {

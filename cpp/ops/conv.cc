@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "dispatch.h"
 #include "ops/gemm.h"
 #include "parallel.h"
 
@@ -58,63 +59,130 @@ void check_window(const Window& win, bool allow_negative_pads = false) {
           "window: kernel, strides and dilations must be >= 1 and pads >= 0");
 }
 
-// col[k, p - p0] for k = (c, kd, kh, kw) over channels [c0, c0 + C) and output pixels [p0, p1); zero where the
-// window falls into the padding. x points at image n (byte strides xs[] for c, d, h, w).
-void im2col(const char* x, const int64_t* xs, int64_t c0, int64_t C, const Geometry& g, const Window& win,
-            int64_t p0, int64_t p1, float* col) {
-  const int64_t kk = win.kernel[0] * win.kernel[1] * win.kernel[2], P = p1 - p0;
-  parallel_for(C * kk, std::max<int64_t>(1, 4096 / std::max<int64_t>(P, 1)), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      int64_t c = r / kk, k = r % kk;
-      int64_t kw = k % win.kernel[2], kh = (k / win.kernel[2]) % win.kernel[1], kd = k / (win.kernel[2] * win.kernel[1]);
-      const char* xc = x + (c0 + c) * xs[0];
-      float* dst = col + r * P;
-      // Walk output pixels with counters instead of dividing per element.
-      int64_t ow = p0 % g.out[2], oh = (p0 / g.out[2]) % g.out[1], od = p0 / (g.out[2] * g.out[1]);
-      for (int64_t p = 0; p < P;) {
-        int64_t id = od * win.strides[0] - win.pads_begin[0] + kd * win.dilations[0];
-        int64_t ih = oh * win.strides[1] - win.pads_begin[1] + kh * win.dilations[1];
-        int64_t run = std::min(P - p, g.out[2] - ow);  // pixels left in this output row
-        if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
-          std::fill(dst + p, dst + p + run, 0.0f);
-        } else {
-          const char* row = xc + id * xs[1] + ih * xs[2];
-          int64_t iw = ow * win.strides[2] - win.pads_begin[2] + kw * win.dilations[2];
-          for (int64_t j = 0; j < run; j++, iw += win.strides[2])
-            dst[p + j] = (iw >= 0 && iw < g.in[2]) ? *reinterpret_cast<const float*>(row + iw * xs[3]) : 0.0f;
+// a[i][k - k0] = window value k = (c, kd, kh, kw) of output pixel p0 + i, for i < pt and k in [k0, k1): the
+// row-major [pixels, kc] operand the microkernels read. Zero where the window falls into the padding.
+// x points at channel 0 of this group in image n (byte strides xs[] for c, d, h, w).
+void im2col_rows(const char* x, const int64_t* xs, const Geometry& g, const Window& win, int64_t p0, int64_t pt,
+                 int64_t k0, int64_t k1, float* a) {
+  const int64_t kc = k1 - k0, kw_n = win.kernel[2], kh_n = win.kernel[1];
+  const int64_t ow0 = p0 % g.out[2], oh0 = (p0 / g.out[2]) % g.out[1], od0 = p0 / (g.out[2] * g.out[1]);
+  for (int64_t k = k0; k < k1; k++) {
+    const int64_t kw = k % kw_n, kh = (k / kw_n) % kh_n, kd = (k / (kw_n * kh_n)) % win.kernel[0];
+    const int64_t c = k / (kw_n * kh_n * win.kernel[0]);
+    const char* xc = x + c * xs[0];
+    float* dst = a + (k - k0);
+    // Walk output pixels a row at a time: one bounds test per row, then a strided run along the input row.
+    int64_t ow = ow0, oh = oh0, od = od0;
+    for (int64_t p = 0; p < pt;) {
+      const int64_t id = od * win.strides[0] - win.pads_begin[0] + kd * win.dilations[0];
+      const int64_t ih = oh * win.strides[1] - win.pads_begin[1] + kh * win.dilations[1];
+      const int64_t run = std::min(pt - p, g.out[2] - ow);  // pixels left in this output row
+      float* d = dst + p * kc;
+      if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
+        for (int64_t j = 0; j < run; j++) d[j * kc] = 0.0f;
+      } else {
+        const float* row = reinterpret_cast<const float*>(xc + id * xs[1] + ih * xs[2]);
+        const int64_t sw = win.strides[2], step = xs[3] / 4;
+        int64_t iw = ow * sw - win.pads_begin[2] + kw * win.dilations[2], j = 0;
+        for (; j < run && iw < 0; j++, iw += sw) d[j * kc] = 0.0f;                          // left padding
+        for (; j < run && iw < g.in[2]; j++, iw += sw) d[j * kc] = row[iw * step];         // inside
+        for (; j < run; j++) d[j * kc] = 0.0f;                                               // right padding
+      }
+      p += run;
+      ow = 0;
+      if (++oh == g.out[1]) oh = 0, od++;
+    }
+  }
+}
+
+// One conv task: output pixels [p0, p0 + pt) of one image and group, output channels [n0, n1) of the group.
+// Per kc block of K: im2col the pixels once, then sweep them against the pre-packed weight panels (nc columns at
+// a time so the panels stay in L2), accumulating a pixel-major tile that is transposed into y at the end.
+struct ConvTask {
+  const char* x;      // image n, channel 0 of the group
+  const char* panels; // the group's ceil(Mg/16) x [K][16] weights
+  const float* bias;  // the group's [Mg] or null
+  float* y;           // image n, output channel 0 of the group: [Mg, P]
+};
+
+void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const ConvTask& t, const int64_t* xs,
+               const Geometry& g, const Window& win, int64_t K, int64_t P, int64_t p0, int64_t pt, int64_t n0,
+               int64_t n1, std::vector<float>& scratch) {
+  const int64_t MR = cfg.mr, kc_max = (K + (K + cfg.kc - 1) / cfg.kc - 1) / ((K + cfg.kc - 1) / cfg.kc);
+  const int64_t cols = n1 - n0, nc_max = (int64_t)cfg.nc;
+  const size_t a_floats = (size_t)(pt * kc_max), acc_floats = (size_t)(pt * cols);
+  if (scratch.size() < a_floats + acc_floats) scratch.resize(a_floats + acc_floats);
+  float* a = scratch.data();              // [pt][kc]
+  float* acc = scratch.data() + a_floats;  // [pt][cols]
+  for (int64_t kb = 0; kb < K; kb += kc_max) {
+    const int64_t kc = std::min(kc_max, K - kb);
+    im2col_rows(t.x, xs, g, win, p0, pt, kb, kb + kc, a);
+    for (int64_t nb = n0; nb < n1; nb += nc_max) {
+      const int64_t ne = std::min(n1, nb + nc_max);
+      for (int64_t m = 0; m < pt; m += MR) {
+        const int64_t mr = std::min(MR, pt - m);
+        for (int64_t n = nb; n < ne; n += kPanelWidth) {
+          const char* wp = t.panels + (size_t)((n / kPanelWidth * K + kb) * kPanelWidth) * w_size;
+          ukernel(mr, std::min<int64_t>(kPanelWidth, ne - n), kc, a + m * kc, kc * 4, wp, acc + m * cols + (n - n0),
+                  cols * 4, kb == 0 && t.bias ? t.bias + n : nullptr, kb > 0);
         }
-        p += run;
-        ow = 0;
-        if (++oh == g.out[1]) oh = 0, od++;
       }
     }
-  });
+  }
+  // y[n, p0 + i] = acc[i][n - n0]: pixel-major tile to channel-major output.
+  for (int64_t n = n0; n < n1; n++) {
+    float* dst = t.y + n * P + p0;
+    const float* src = acc + (n - n0);
+    for (int64_t i = 0; i < pt; i++) dst[i] = src[i * cols];
+  }
 }
 
-// y[c0 + m, p0 + p] = tile[p, m]: the GEMM writes pixel-major tiles, the output is channel-major.
-void store_transposed(const float* tile, int64_t P, int64_t Mg, float* y, int64_t y_channel_stride) {
-  parallel_for(Mg, std::max<int64_t>(1, 4096 / std::max<int64_t>(P, 1)), [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; m++) {
-      float* dst = y + m * y_channel_stride;
-      for (int64_t p = 0; p < P; p++) dst[p] = tile[p * Mg + m];
+// conv with weights already in panels ([group][ceil(Mg/16)][K][16], float32 or float16).
+void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tensor* bias, const Window& win,
+                 int64_t group, const Tensor& y) {
+  const GemmConfig& cfg = gemm_config();
+  check(cfg.nr == kPanelWidth, "conv: packed weights need 16-column kernels");
+  const int64_t N = x.shape[0], C = x.shape[1], M = y.shape[1], Cg = C / group, Mg = M / group;
+  const int64_t K = Cg * win.kernel[0] * win.kernel[1] * win.kernel[2];
+  const Geometry g = geometry(x, y);
+  const int64_t P = g.out_pixels();
+  const size_t w_size = dtype_size(w_dtype);
+  const GemmUkernel ukernel = w_dtype == DType::f16 ? cfg.f16w : cfg.f32w;
+  const int64_t xs[4] = {x.strides[1], x.strides[2], x.strides[3], x.strides[4]};
+  const int64_t group_elems = packed_gemm_b_elements(K, Mg), n_panels = (Mg + kPanelWidth - 1) / kPanelWidth;
+  // Pixel tiles of a few MR rows: the im2col block [tile, kc] stays in L2 and each weight panel loaded from
+  // L2/L3 feeds tile/MR microkernel calls. Then split channels until both threads have ~4 tasks each.
+  const int64_t MR = cfg.mr, tile = std::min(P, MR * std::max<int64_t>(1, 192 / MR));
+  const int64_t p_tiles = (P + tile - 1) / tile, threads = num_threads();
+  const int64_t target = threads == 1 ? 1 : 4 * threads;
+  const int64_t nn = std::max<int64_t>(1, std::min(n_panels, (target + N * group * p_tiles - 1) / (N * group * p_tiles)));
+  float* out = y.ptr<float>();
+  parallel_for(N * group * p_tiles * nn, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> scratch;
+    for (int64_t t = t0; t < t1; t++) {
+      const int64_t in = t % nn, ip = t / nn % p_tiles, gi = t / (nn * p_tiles) % group, n = t / (nn * p_tiles * group);
+      ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1],
+                    panels + (size_t)(gi * group_elems) * w_size, bias ? bias->ptr<float>() + gi * Mg : nullptr,
+                    out + (n * M + gi * Mg) * P};
+      const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
+      const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
+      const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);
+      if (n0 < n1) conv_task(cfg, ukernel, w_size, task, xs, g, win, K, P, p0, pt, n0, n1, scratch);
     }
   });
 }
 
-}  // namespace
-
-void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y) {
-  check(x.ndim == 5 && w.ndim == 5 && y.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
+// Checks shared by conv and conv_packed; returns K = C/group * kernel volume.
+int64_t check_conv(const Tensor& x, DType w_dtype, int64_t M, const Tensor* bias, const Window& win, int64_t group,
+                   const Tensor& y) {
+  check(x.ndim == 5 && y.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
   check(x.dtype == DType::f32 && y.dtype == DType::f32, "conv: input and output must be float32");
-  check(w.dtype == DType::f32 || w.dtype == DType::f16, "conv: weights must be float32 or float16");
+  check(w_dtype == DType::f32 || w_dtype == DType::f16, "conv: weights must be float32 or float16");
   check(y.contiguous(), "conv: output must be contiguous");
-  check(w.contiguous(), "conv: weights must be contiguous");
+  check(x.strides[3] % 4 == 0 && reinterpret_cast<uintptr_t>(x.data) % 4 == 0, "conv: input must be float-aligned");
   check_window(win);
-  const int64_t N = x.shape[0], C = x.shape[1], M = w.shape[0];
+  const int64_t N = x.shape[0], C = x.shape[1];
   check(group >= 1 && C % group == 0 && M % group == 0, "conv: channels must divide evenly into groups");
-  const int64_t Cg = C / group, Mg = M / group;
-  check(w.shape[1] == Cg, "conv: weight channels (dim 1) must equal input channels / group");
-  for (int i = 0; i < 3; i++) check(w.shape[2 + i] == win.kernel[i], "conv: kernel shape differs from weight shape");
   check(y.shape[0] == N && y.shape[1] == M, "conv: output must be [N, M, ...]");
   if (bias) check(bias->dtype == DType::f32 && bias->numel() == M && bias->contiguous(), "conv: bias must be [M] float32");
   const Geometry g = geometry(x, y);
@@ -123,44 +191,37 @@ void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& wi
     check(g.out[i] == (g.in[i] + win.pads_begin[i] + win.pads_end[i] - span) / win.strides[i] + 1 || g.out[i] == 0,
           "conv: output size does not match input, kernel, strides, pads and dilations");
   }
-  const int64_t K = Cg * win.kernel[0] * win.kernel[1] * win.kernel[2], P = g.out_pixels();
-  if (N == 0 || M == 0 || P == 0) return;
-  float* out = y.ptr<float>();
-  bool pointwise = K == Cg;
-  for (int i = 0; i < 3; i++)
-    pointwise = pointwise && win.strides[i] == 1 && win.pads_begin[i] == 0 && win.pads_end[i] == 0;
-  // ... and pixel p must sit at p * (W stride) in memory.
-  pointwise = pointwise && flat_pixels(x);
-  // Tile output pixels so the im2col scratch [K, tile] and the GEMM output [tile, Mg] stay bounded.
-  const int64_t tile = std::min(P, std::max<int64_t>(16, kTileFloats / std::max(K, Mg)));
-  std::vector<float> col(pointwise ? 0 : K * tile), acc(tile * Mg);
-  const int64_t xs[4] = {x.strides[1], x.strides[2], x.strides[3], x.strides[4]};
+  return C / group * win.kernel[0] * win.kernel[1] * win.kernel[2];
+}
+
+}  // namespace
+
+void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y) {
+  check(w.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
+  check(w.contiguous(), "conv: weights must be contiguous");
+  const int64_t M = w.shape[0], K = check_conv(x, w.dtype, M, bias, win, group, y), Mg = M / group;
+  check(w.shape[1] == x.shape[1] / group, "conv: weight channels (dim 1) must equal input channels / group");
+  for (int i = 0; i < 3; i++) check(w.shape[2 + i] == win.kernel[i], "conv: kernel shape differs from weight shape");
+  if (x.shape[0] == 0 || M == 0 || y.numel() == 0) return;
+  // Runtime weights: pack once per call (constant weights arrive pre-packed through conv_packed).
+  // w[m, c, kd, kh, kw] of group gi viewed as [K, Mg]: K steps by one element, Mg by K elements.
   const size_t es = dtype_size(w.dtype);
-  for (int64_t n = 0; n < N; n++) {
-    const char* xn = bytes(x) + n * x.strides[0];
-    for (int64_t p0 = 0; p0 < P; p0 += tile) {
-      const int64_t pt = std::min(tile, P - p0);
-      for (int64_t gi = 0; gi < group; gi++) {
-        Tensor a;
-        if (pointwise) {
-          // 1x1 stride 1: x viewed as [pixels, C] is already the operand (a transposed view, W stride = pixel step).
-          a = make(DType::f32, {1, pt, K}, {0, 0, 0}, xn + gi * Cg * x.strides[1] + p0 * x.strides[4]);
-          a.strides[1] = x.strides[4];
-          a.strides[2] = x.strides[1];
-        } else {
-          im2col(xn, xs, gi * Cg, Cg, g, win, p0, p0 + pt, col.data());
-          a = make(DType::f32, {1, pt, K}, {0, 1, pt}, col.data());  // col is [K, pt]: a transposed view
-        }
-        // w[m, c, kd, kh, kw] of group gi viewed as [K, Mg]: K steps by one element, Mg by K elements.
-        Tensor wk = make(w.dtype, {1, K, Mg}, {0, 1, K}, bytes(w) + gi * Mg * K * es);
-        Tensor b, *bp = nullptr;
-        if (bias) b = make(DType::f32, {Mg}, {1}, bias->ptr<float>() + gi * Mg), bp = &b;
-        Tensor yt = make(DType::f32, {1, pt, Mg}, {0, Mg, 1}, acc.data());
-        matmul(a, wk, bp, yt);
-        store_transposed(acc.data(), pt, Mg, out + (n * M + gi * Mg) * P + p0, P);
-      }
-    }
+  const int64_t group_elems = packed_gemm_b_elements(K, Mg);
+  std::vector<char> panels((size_t)(group * group_elems) * es);
+  for (int64_t gi = 0; gi < group; gi++) {
+    Tensor wk = make(w.dtype, {K, Mg}, {1, K}, bytes(w) + gi * Mg * K * es);
+    pack_gemm_b(wk, make(w.dtype, {group_elems}, {1}, panels.data() + gi * group_elems * es));
   }
+  conv_panels(x, panels.data(), w.dtype, bias, win, group, y);
+}
+
+void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor* bias, const Window& win,
+                 int64_t group, const Tensor& y) {
+  const int64_t K = check_conv(x, panels.dtype, M, bias, win, group, y);
+  check(panels.contiguous() && panels.numel() == group * packed_gemm_b_elements(K, M / group),
+        "conv_packed: panels must be contiguous and hold group x packed_gemm_b_elements(K, M / group) weights");
+  if (x.shape[0] == 0 || M == 0 || y.numel() == 0) return;
+  conv_panels(x, static_cast<const char*>(panels.data), panels.dtype, bias, win, group, y);
 }
 
 void conv_transpose(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group,

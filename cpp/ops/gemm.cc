@@ -22,7 +22,8 @@ struct GemmProblem {
   const char* a;               // [M, K] float32
   int64_t a_row, a_k;          // byte strides
   bool a_direct;               // rows are k-contiguous and aligned: kernels read a in place
-  const char* w;               // [K, N] float32 or float16
+  const char* w;               // [K, N] float32 or float16, packed per block; or null when panels are given
+  const char* panels;          // pre-packed: ceil(N/16) x [K][16] (pack_gemm_b)
   int64_t w_k, w_n;            // byte strides
   size_t w_size;               // bytes per weight element
   const float* bias;           // [N] or null
@@ -36,7 +37,7 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
   // Even blocks (K = 640 with kc 512 becomes 2 x 320, not 512 + 128); scratch stays <= kc x nc weights.
   const int64_t kc_max = ceil_div(p.K, ceil_div(p.K, (int64_t)cfg.kc));
   const int64_t nc_max = round_up(ceil_div(n1 - n0, ceil_div(n1 - n0, (int64_t)cfg.nc)), (int64_t)kPanelWidth);
-  const size_t packed_bytes = (size_t)(kc_max * nc_max) * p.w_size;   // [nc/16][kc][16]
+  const size_t packed_bytes = p.panels ? 0 : (size_t)(kc_max * nc_max) * p.w_size;   // [nc/16][kc][16]
   const size_t a_bytes = p.a_direct ? 0 : (size_t)(MR * kc_max) * 4;  // [MR][kc] copy of strided a
   if (scratch.size() < packed_bytes + a_bytes + 64) scratch.resize(packed_bytes + a_bytes + 64);
   char* packed = reinterpret_cast<char*>(round_up(reinterpret_cast<intptr_t>(scratch.data()), 64));
@@ -46,7 +47,7 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
     const int64_t nc = std::min(nc_max, n1 - nb);
     for (int64_t kb = 0; kb < p.K; kb += kc_max) {
       const int64_t kc = std::min(kc_max, p.K - kb);
-      pack(kc, nc, p.w + kb * p.w_k + nb * p.w_n, p.w_k, p.w_n, packed);
+      if (!p.panels) pack(kc, nc, p.w + kb * p.w_k + nb * p.w_n, p.w_k, p.w_n, packed);
       for (int64_t m = m0; m < m1; m += MR) {
         const int64_t mr = std::min(MR, m1 - m);
         const float* a = reinterpret_cast<const float*>(p.a + m * p.a_row + kb * p.a_k);
@@ -59,7 +60,8 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
           a_stride = kc * 4;
         }
         for (int64_t n = nb; n < nb + nc; n += NR) {
-          const void* wp = packed + (size_t)((n - nb) * kc) * p.w_size;  // panel (n - nb) / 16
+          const void* wp = p.panels ? p.panels + (size_t)((n / kPanelWidth * p.K + kb) * kPanelWidth) * p.w_size
+                                    : packed + (size_t)((n - nb) * kc) * p.w_size;  // panel (n - nb) / 16
           ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.N + n, p.N * 4,
                   kb == 0 && p.bias ? p.bias + n : nullptr, kb > 0);
         }
@@ -68,15 +70,13 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
   }
 }
 
-}  // namespace
-
-void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& y) {
-  check(a.ndim == 3 && w.ndim == 3 && y.ndim == 3, "matmul expects [B, M, K] @ [B, K, N]");
+// Shared by matmul and matmul_packed: w (strided, packed per block) or panels (pre-packed, batch stride 0).
+void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const char* panels, DType w_dtype,
+              int64_t K, int64_t N, const Tensor* bias, const Tensor& y) {
   check(a.dtype == DType::f32 && y.dtype == DType::f32, "matmul: activations must be float32");
-  check(w.dtype == DType::f32 || w.dtype == DType::f16, "matmul: weights must be float32 or float16");
-  const int64_t B = y.shape[0], M = y.shape[1], N = y.shape[2], K = a.shape[2];
-  check(a.shape[1] == M && w.shape[1] == K && w.shape[2] == N && a.shape[0] == B && w.shape[0] == B,
-        "matmul: shapes do not line up");
+  check(w_dtype == DType::f32 || w_dtype == DType::f16, "matmul: weights must be float32 or float16");
+  const int64_t B = y.shape[0], M = y.shape[1];
+  check(a.shape[1] == M && a.shape[2] == K && a.shape[0] == B && y.shape[2] == N, "matmul: shapes do not line up");
   check(y.contiguous(), "matmul: output must be contiguous");
   if (bias)
     check(bias->dtype == DType::f32 && bias->numel() == N && bias->contiguous(), "matmul: bias must be [N] float32");
@@ -90,7 +90,8 @@ void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& 
   }
 
   const GemmConfig& cfg = gemm_config();
-  const bool f16 = w.dtype == DType::f16;
+  check(!panels || cfg.nr == kPanelWidth, "matmul: pre-packed weights need 16-column kernels");
+  const bool f16 = w_dtype == DType::f16;
   const GemmUkernel ukernel = f16 ? cfg.f16w : cfg.f32w;
   const PackwUkernel pack = f16 ? cfg.pack_f16w : cfg.pack_f32w;
   const bool a_direct = a.strides[2] == 4 && a.strides[1] >= 0 && a.strides[1] % 4 == 0 && a.strides[0] % 4 == 0 &&
@@ -109,14 +110,42 @@ void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& 
       const int64_t b = t / (nm * nn), im = t / nn % nm, in = t % nn;
       GemmProblem p{M, N, K,
                     static_cast<const char*>(a.data) + b * a.strides[0], a.strides[1], a.strides[2], a_direct,
-                    static_cast<const char*>(w.data) + b * w.strides[0], w.strides[1], w.strides[2],
-                    dtype_size(w.dtype), bias_data, out + b * M * N};
+                    w ? w + b * w_strides[0] : nullptr, panels, w ? w_strides[1] : 0, w ? w_strides[2] : 0,
+                    dtype_size(w_dtype), bias_data, out + b * M * N};
       // Split tiles (not rows) evenly so only the last block has a partial tile.
       const int64_t m0 = std::min(M, m_tiles * im / nm * MR), m1 = std::min(M, m_tiles * (im + 1) / nm * MR);
       const int64_t n0 = std::min(N, n_panels * in / nn * NR), n1 = std::min(N, n_panels * (in + 1) / nn * NR);
       if (m0 < m1 && n0 < n1) gemm_task(cfg, ukernel, pack, p, m0, m1, n0, n1, scratch);
     }
   });
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  check(a.ndim == 3 && w.ndim == 3 && y.ndim == 3, "matmul expects [B, M, K] @ [B, K, N]");
+  check(w.shape[0] == y.shape[0] && w.shape[1] == a.shape[2], "matmul: shapes do not line up");
+  run_gemm(a, static_cast<const char*>(w.data), w.strides, nullptr, w.dtype, a.shape[2], w.shape[2], bias, y);
+}
+
+int64_t packed_gemm_b_elements(int64_t K, int64_t N) { return ceil_div(N, kPanelWidth) * kPanelWidth * K; }
+
+void pack_gemm_b(const Tensor& w, const Tensor& panels) {
+  check(w.ndim == 2, "pack_gemm_b expects a [K, N] weight");
+  check(w.dtype == DType::f32 || w.dtype == DType::f16, "pack_gemm_b: weights must be float32 or float16");
+  check(panels.dtype == w.dtype && panels.contiguous() &&
+            panels.numel() == packed_gemm_b_elements(w.shape[0], w.shape[1]),
+        "pack_gemm_b: panels must be contiguous, of the weight's dtype and packed_gemm_b_elements(K, N) long");
+  const GemmConfig& cfg = gemm_config();
+  (w.dtype == DType::f16 ? cfg.pack_f16w : cfg.pack_f32w)(w.shape[0], w.shape[1], w.data, w.strides[0],
+                                                           w.strides[1], panels.data);
+}
+
+void matmul_packed(const Tensor& a, const Tensor& panels, int64_t K, int64_t N, const Tensor* bias, const Tensor& y) {
+  check(a.ndim == 3 && y.ndim == 3, "matmul_packed expects a [B, M, K] and y [B, M, N]");
+  check(panels.contiguous() && panels.numel() == packed_gemm_b_elements(K, N),
+        "matmul_packed: panels must be contiguous and hold packed_gemm_b_elements(K, N) weights");
+  run_gemm(a, nullptr, nullptr, static_cast<const char*>(panels.data), panels.dtype, K, N, bias, y);
 }
 
 void matmul_int(const Tensor& a, const Tensor& w, const Tensor& y) {
