@@ -15,7 +15,7 @@ import numpy as np
 
 from .runtime.ops.common import contiguous
 
-from . import _core
+from . import _core, packing
 from .fusion import fuse_attention, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
 from .runtime.ops import OPS
@@ -340,6 +340,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             seen.add(name)
             used.append(name)
     gather_only = _gather_tables(nodes)
+    gemm_operands = packing.packable(nodes)
     constants, weights = {}, []
     for name in used:
         a = consts[name]
@@ -351,6 +352,8 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             if name in gather_only and a.nbytes > ROW_TABLE_BYTES and a.ndim >= 1 and a.shape[0] > 1:
                 row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize
                 w.rows_per_block = max(1, ROW_BLOCK_BYTES // max(row_bytes, 1))
+            if name in gemm_operands:
+                packing.mark(w, gemm_operands[name])
             weights.append(w)
     out_infos = []
     for o in model.graph.output:
@@ -395,6 +398,8 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
             f.write(weights_header(len(graph.weights)))
             for w in graph.weights:
                 data = contiguous(consts[w.name].astype(np.dtype(w.dtype), copy=False))
+                if w.layout:
+                    data = packing.pack(data, w)
                 pos = f.tell()
                 pad = (-pos) % ALIGN
                 f.write(b"\0" * pad)

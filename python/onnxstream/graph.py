@@ -52,6 +52,10 @@ class Weight:
     hash: int = 0
     rows_per_block: int = 0          # > 0: a Gather table read row by row; each block of rows has a checksum
     block_hashes: list = field(default_factory=list)
+    layout: str = ""                 # "gemm_b_panels16": stored as GEMM panels of its [k, n] operand (packing.py)
+    k: int = 0
+    n: int = 0
+    transposed: bool = False         # the ONNX tensor is that operand transposed ([n, k]: Gemm transB=1)
 
 
 @dataclass

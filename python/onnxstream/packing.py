@@ -27,6 +27,10 @@ class Panels:
     def dtype(self):
         return self.data.dtype
 
+    @property
+    def ndim(self):
+        return len(self.shape)
+
 
 def pack_gemm_b(b: np.ndarray) -> np.ndarray:
     """[K, N] (any strides) -> 1-D panels."""
@@ -43,35 +47,42 @@ def pack_conv(w: np.ndarray, group: int) -> np.ndarray:
 
 
 def packable(nodes) -> dict[str, tuple]:
-    """Weight name -> (how, attrs) for weights read only as the constant B of MatMul/Gemm or the W of Conv, all
-    with the same meaning; a weight read any other way keeps the plain layout."""
+    """Weight name -> use, for weights read only as the B of MatMul, the B of Gemm (use ("gemm", transB)) or the W
+    of Conv (use ("conv", group)), always with the same meaning; a weight read any other way keeps its layout."""
     uses: dict[str, set] = {}
     for node in nodes:
         for i, name in enumerate(node.inputs):
-            if not name:
-                continue
+            use = None
             if node.op == "Conv" and i == 1:
                 use = ("conv", int(node.attrs.get("group", 1)))
             elif node.op == "MatMul" and i == 1:
-                use = ("matmul", 0)
+                use = ("gemm", 0)
             elif node.op == "Gemm" and i == 1:
-                use = ("matmul", int(node.attrs.get("transB", 0)))
-            else:
-                use = None
-            uses.setdefault(name, set()).add(use)
+                use = ("gemm", int(node.attrs.get("transB", 0)))
+            if name:
+                uses.setdefault(name, set()).add(use)
     return {name: next(iter(u)) for name, u in uses.items() if len(u) == 1 and None not in u}
 
 
-def pack(a: np.ndarray, how: tuple) -> tuple[np.ndarray, int, int] | None:
-    """(panels, K, N) of a weight used as `how` (from packable), or None when it cannot be packed."""
-    kind, arg = how
-    if a.dtype not in (np.float32, np.float16):
-        return None
-    if kind == "conv":
-        if a.ndim < 3 or a.shape[0] % arg:
-            return None
-        return pack_conv(a, arg), int(np.prod(a.shape[1:])), a.shape[0] // arg
-    if a.ndim != 2:
-        return None
-    b = a.T if arg else a
-    return pack_gemm_b(b), b.shape[0], b.shape[1]
+def mark(w, use: tuple) -> None:
+    """Give the weight-table entry w (graph.Weight, ONNX shape and stored dtype set) the packed layout when it fits."""
+    kind, arg = use
+    if w.dtype not in ("float32", "float16"):
+        return
+    if kind == "conv" and len(w.shape) >= 3 and w.shape[0] % arg == 0:
+        w.k, w.n = int(np.prod(w.shape[1:])), w.shape[0] // arg
+    elif kind == "gemm" and len(w.shape) == 2:
+        w.transposed = bool(arg)
+        w.k, w.n = (w.shape[1], w.shape[0]) if arg else tuple(w.shape)
+    else:
+        return
+    w.layout = LAYOUT
+
+
+def pack(a: np.ndarray, w) -> np.ndarray:
+    """The bytes to store for the weight a of table entry w (marked by mark())."""
+    if w.layout != LAYOUT:
+        raise ValueError(f"weight {w.name}: unknown layout {w.layout!r}")
+    if len(w.shape) >= 3:
+        return pack_conv(a, group=w.shape[0] // w.n)
+    return pack_gemm_b(a.T if w.transposed else a)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _core
 from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
+from ..packing import Panels
 from .ops import FLOAT16_WEIGHT_OPS, OPS
 from .ops.common import cast
 
@@ -84,6 +85,8 @@ class Session:
     def _weight(self, name: str, op: str) -> np.ndarray:
         w = self.graph.weights[self._weight_ids[name]]
         raw = self._reader.get(self._weight_ids[name])
+        if w.layout:
+            return Panels(raw.view(np.dtype(w.dtype)), tuple(w.shape), w.k, w.n)
         array = raw.view(np.dtype(w.dtype)).reshape(w.shape)
         if array.dtype == np.float16 and op not in FLOAT16_WEIGHT_OPS:
             array = cast(array, np.float32)

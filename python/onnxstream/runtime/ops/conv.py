@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
+from ...packing import Panels
 from .common import cast, contiguous
 
 
@@ -114,8 +115,11 @@ def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=
         raise ValueError(f"Conv input has {X.shape[1]} channels, weight expects {W.shape[1]} x group {group}")
     y = np.empty((X.shape[0], W.shape[0], *out), np.float32)
     bias = None if B is None else contiguous(_float(B, "Conv bias")).reshape(-1)
-    _core.conv(_to5d(X), _to5d(contiguous(W)), bias, _three(kernel, 1), _three(strides, 1),
-               _three(begin, 0), _three(end, 0), _three(dilations, 1), int(group), _to5d(y))
+    window = (_three(kernel, 1), _three(strides, 1), _three(begin, 0), _three(end, 0), _three(dilations, 1))
+    if isinstance(W, Panels):  # a constant weight packed at convert time
+        _core.conv_packed(_to5d(X), W.data, W.shape[0], bias, *window, int(group), _to5d(y))
+    else:
+        _core.conv(_to5d(X), _to5d(contiguous(W)), bias, *window, int(group), _to5d(y))
     return y
 
 

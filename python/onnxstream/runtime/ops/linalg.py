@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
+from ...packing import Panels
 from .common import binary, cast, contiguous
 
 INT_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -36,8 +37,23 @@ def _batched(a: np.ndarray, w: np.ndarray, bias=None) -> np.ndarray:
     return y
 
 
+def _packed(a: np.ndarray, B: Panels, bias=None) -> np.ndarray:
+    """a [..., M, K] @ the pre-packed constant B [K, N] (+ bias [N]) -> [..., M, N] as one GEMM."""
+    if a.shape[-1] != B.k:
+        raise ValueError(f"MatMul shapes {a.shape} and ({B.k}, {B.n}) do not line up")
+    a = cast(a, np.float32) if a.dtype == np.float16 else a
+    if a.dtype != np.float32:
+        raise ValueError(f"MatMul with a float weight needs a float input, got {a.dtype}")
+    a3 = a.reshape(1, -1, B.k)
+    y = np.empty(a3.shape[:2] + (B.n,), np.float32)
+    _core.matmul_packed(a3, B.data, B.k, B.n, bias, y)
+    return y.reshape(a.shape[:-1] + (B.n,))
+
+
 def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """numpy.matmul semantics: 1-D operands and broadcast batch axes."""
+    if isinstance(B, Panels):
+        return _packed(A[None, :], B)[0] if A.ndim == 1 else _packed(A, B)
     if A.ndim == 0 or B.ndim == 0:
         raise ValueError("MatMul operands must have at least one axis")
     a = A[None, :] if A.ndim == 1 else A
@@ -67,10 +83,12 @@ def MatMul(A, B): return matmul(A, B)
 
 def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
     a = A.T if transA else A
-    b = B.T if transB else B
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+    packed = isinstance(B, Panels)  # a constant weight packed at convert time: B.k x B.n whatever transB
+    b = None if packed else B.T if transB else B
+    K, N = (B.k, B.n) if packed else b.shape if b.ndim == 2 else (None, None)
+    if a.ndim != 2 or a.shape[1] != K:
         raise ValueError(f"Gemm shapes {A.shape} and {B.shape} (transA={transA}, transB={transB}) do not line up")
-    M, N = a.shape[0], b.shape[1]
+    M = a.shape[0]
     bias = None
     if C is not None and beta != 0:
         C = cast(C, np.float32) if C.dtype == np.float16 else C
@@ -78,7 +96,7 @@ def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
         if beta == 1.0 and C.dtype == np.float32 and C.size == N and (C.ndim == 1 or C.shape == (1, N)) \
                 and A.dtype != np.float16:
             bias, C = contiguous(C.reshape(N)), None
-    y = _batched(a[None], b[None], bias)[0]
+    y = _packed(a, B, bias) if packed else _batched(a[None], b[None], bias)[0]
     if alpha != 1.0:
         y = binary("mul", y, np.array(alpha, y.dtype))
     if C is not None and beta != 0:
