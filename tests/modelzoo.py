@@ -713,8 +713,6 @@ def _finalize(src: Path, dst_dir: Path, final_name: str, check: bool) -> dict:
 def _export_to_cache(
     name: str, exporter: str, opset: int, cache_dir, force: bool, check: bool
 ) -> Path:
-    import torch
-
     spec = _spec(name)
     final = cache_path(name, exporter, cache_dir, opset)
     if final.exists() and not force:
@@ -745,7 +743,7 @@ def _export_to_cache(
                 exporter=exporter,
                 opset=opset,
                 version=VERSION,
-                torch=torch.__version__,
+                torch=_dist_version("torch"),
                 build_seconds=round(t1 - t0, 3),
                 export_seconds=round(t2 - t1, 3),
                 finalize_seconds=round(t3 - t2, 3),
