@@ -70,9 +70,17 @@ def run_engine(engine: str, model: Path, feeds: Path, out: Path, runs: int) -> d
     return result
 
 
+def converter_revision() -> str:
+    """Changes whenever the converter's code does, so cached conversions never go stale."""
+    import hashlib
+    src = ROOT / "python" / "onnxstream"
+    files = sorted(src.glob("*.py")) + sorted((src / "runtime").rglob("*.py"))
+    return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:8]
+
+
 def converted(name: str, onnx_path: Path, weights: str) -> Path:
     import onnxstream
-    out = CACHE / f"{onnx_path.stem}-{weights}"
+    out = CACHE / f"{onnx_path.stem}-{weights}-{converter_revision()}"
     if not out.exists():
         start = time.time()
         onnxstream.convert(onnx_path, out, weights=weights)
@@ -116,19 +124,20 @@ def main() -> int:
 
 
 def print_table(rows) -> None:
-    print("\n| network | weights | engine | time/run (s) | peak RSS MB (anon + file) | read MB | written MB | "
-          "rel. L2 error vs onnxruntime | time vs onnxruntime |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| network | weights | engine | time/run (s) | peak RSS MB | RSS at exit MB (anon + file) | read MB | "
+          "written MB | rel. L2 error vs onnxruntime | time vs onnxruntime |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ref_time = {}
     for net, weights, engine, r, err in rows:
         if "error" in r:
-            print(f"| {net} | {weights} | {engine} | failed: {r['error'][:80]} | | | | | |")
+            print(f"| {net} | {weights} | {engine} | failed: {r['error'][:80]} | | | | | | |")
             continue
         if engine == "onnxruntime":
             ref_time[net] = r["seconds"]
         ratio = r["seconds"] / ref_time[net] if net in ref_time and engine != "onnxruntime" else None
-        print(f"| {net} | {weights} | {engine} | {r['seconds']:.2f} | {r['peak_mb']:.0f} "
-              f"({r['anon_mb']:.0f} + {r['file_mb']:.0f}) | {r['rchar_mb']:.0f} | {r['written_mb']:.1f} | "
+        print(f"| {net} | {weights} | {engine} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | "
+              f"{r['anon_mb'] + r['file_mb']:.0f} ({r['anon_mb']:.0f} + {r['file_mb']:.0f}) | {r['rchar_mb']:.0f} | "
+              f"{r['written_mb']:.1f} | "
               f"{'' if err is None else f'{err:.1e}'} | {'' if ratio is None else f'{ratio:.2f}x'} |")
     sys.stdout.flush()
 
