@@ -27,19 +27,23 @@ build_wheel() {
   soabi=cpython-${pyver/./}-$triplet
   echo "== $1: $plat, $soabi, $(basename "$toolchain")" >&2
   # The C++ kernel tests go into the same build dir (not the wheel); test-qemu.sh runs them.
-  SETUPTOOLS_EXT_SUFFIX=.$soabi.so _PYTHON_HOST_PLATFORM=$plat \
+  SETUPTOOLS_EXT_SUFFIX=.$soabi.so _PYTHON_HOST_PLATFORM=$buildplat \
   "$PYTHON" -m pip wheel "$repo" --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
     -C build-dir="$builddir" \
     -C cmake.define.CMAKE_TOOLCHAIN_FILE="$toolchain" \
     -C cmake.define.Python_INCLUDE_DIR="$inc" -C cmake.define.Python3_INCLUDE_DIR="$inc" \
     -C cmake.define.Python_SOABI="$soabi" -C cmake.define.Python3_SOABI="$soabi" \
     -C cmake.define.ONNXSTREAM_BUILD_TESTS=ON >&2
+  if [ "$buildplat" != "$plat" ]; then
+    # manylinux: the module links only glibc <= 2.28 (zig's target; test-qemu.sh checks it), so retag.
+    "$PYTHON" -m wheel tags --remove --platform-tag "$plat" "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$buildplat".whl >&2
+  fi
 }
 
 mkdir -p "$repo/dist"
 for t in $(expand_targets "$@"); do
   target_vars "$t"
-  rm -f "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl
+  rm -f "$repo"/dist/onnxstream-*-"$pytag"-*-"$plat".whl "$repo"/dist/onnxstream-*-"$pytag"-*-"$buildplat".whl
   build_wheel "$t"
   ls "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl
 done

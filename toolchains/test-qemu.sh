@@ -92,6 +92,7 @@ for t in $targets; do
   tmp=$(mktemp -d)
   "$PYTHON" -m zipfile -e "$whl" "$tmp"
   so=$(ls "$tmp"/onnxstream/_core.cpython-*-"$triplet".so) || fail "$t: no _core.cpython-*-$triplet.so in the wheel"
+  [ "$(find "$tmp" -name '*.so' | wc -l)" = 1 ] || fail "$t: more than one .so in the wheel (a stray native build?)"
   check_elf "$so"
   rm -rf "$tmp"
   if [ "$t" = aarch64 ] && "$PYTHON" -m auditwheel --version >/dev/null 2>&1; then

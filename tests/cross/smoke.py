@@ -17,32 +17,31 @@ def build_onnx(path: Path, ops: set) -> list:
 
     rng = np.random.default_rng(0)
     nodes, inits, used = [], [], []
-    x = "x"  # [1, 4, 6, 6]
+    x, shape = "x", [1, 4, 6, 6]
     if "Conv" in ops:
         w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32) * 0.3
         inits += [numpy_helper.from_array(w, "conv_w"), numpy_helper.from_array(np.linspace(-1, 1, 8, dtype=np.float32), "conv_b")]
         nodes.append(helper.make_node("Conv", [x, "conv_w", "conv_b"], ["c"], pads=[1, 1, 1, 1]))
-        x, ch = "c", 8
+        x, ch, shape = "c", 8, [1, 8, 6, 6]
         used.append("Conv")
     else:
         ch = 4
     if "Transpose" in ops:
         nodes.append(helper.make_node("Transpose", [x], ["t"], perm=[0, 2, 3, 1]))  # [1, 6, 6, ch]
-        x = "t"
+        x, shape = "t", [1, 6, 6, ch]
         used.append("Transpose")
     if "MatMul" in ops:
-        w = rng.standard_normal((ch if x == "t" else 6, 5)).astype(np.float32) * 0.5
+        w = rng.standard_normal((shape[-1], 5)).astype(np.float32) * 0.5
         inits.append(numpy_helper.from_array(w, "mm_w"))
         nodes.append(helper.make_node("MatMul", [x, "mm_w"], ["m"]))
-        x = "m"
+        x, shape = "m", shape[:-1] + [5]
         used.append("MatMul")
-    bias_shape = {"m": [5], "t": [ch], "c": [6], "x": [6]}[x]
-    inits.append(numpy_helper.from_array(rng.standard_normal(bias_shape).astype(np.float32), "add_b"))
+    inits.append(numpy_helper.from_array(rng.standard_normal(shape[-1:]).astype(np.float32), "add_b"))
     nodes += [helper.make_node("Add", [x, "add_b"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
               helper.make_node("Sigmoid", ["a"], ["s"]), helper.make_node("Mul", ["r", "s"], ["y"])]
     used += ["Add", "Relu", "Sigmoid", "Mul"]
     graph = helper.make_graph(nodes, "cross_smoke", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
