@@ -28,7 +28,7 @@ build_wheel() {
   echo "== $1: $plat, $soabi, $(basename "$toolchain")" >&2
   # The C++ kernel tests go into the same build dir (not the wheel); test-qemu.sh runs them.
   SETUPTOOLS_EXT_SUFFIX=.$soabi.so _PYTHON_HOST_PLATFORM=$buildplat \
-  "$PYTHON" -m pip wheel "$repo" --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
+  "$PYTHON" -m pip wheel "$repo" --root-user-action=ignore --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
     -C build-dir="$builddir" \
     -C cmake.define.CMAKE_TOOLCHAIN_FILE="$toolchain" \
     -C cmake.define.Python_INCLUDE_DIR="$inc" -C cmake.define.Python3_INCLUDE_DIR="$inc" \

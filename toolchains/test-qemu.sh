@@ -69,7 +69,7 @@ smoke() {  # install wheel $1 for platform $plat and run the smoke model on the 
   sysroot=$("$repo/toolchains/sysroot.sh" "$debarch")
   site=$cache/site/$t
   rm -rf "$site"
-  "$PYTHON" -m pip install --quiet --no-deps --target "$site" --platform "$plat" --python-version "$pyver" \
+  "$PYTHON" -m pip install --quiet --root-user-action=ignore --no-deps --target "$site" --platform "$plat" --python-version "$pyver" \
     --implementation cp --abi "$pytag" --only-binary=:all: "$whl" >&2
   local cpu=$qemu
   [ "$t" = armv6 ] && cpu="qemu-arm -cpu cortex-a7"
@@ -95,8 +95,13 @@ for t in $targets; do
   [ "$(find "$tmp" -name '*.so' | wc -l)" = 1 ] || fail "$t: more than one .so in the wheel (a stray native build?)"
   check_elf "$so"
   rm -rf "$tmp"
-  if [ "$t" = aarch64 ] && "$PYTHON" -m auditwheel --version >/dev/null 2>&1; then
-    "$PYTHON" -m auditwheel show "$whl" >&2
+  auditwheel=$(command -v auditwheel || echo "$cache/tools/bin/auditwheel")
+  if [ "$t" = aarch64 ] && [ -x "$auditwheel" ]; then  # (pip install auditwheel; it reads foreign-arch wheels)
+    aw=$("$auditwheel" show "$whl") || fail "auditwheel show $whl"
+    awtag=$(echo "$aw" | tr '\n' ' ' | grep -o 'consistent *with the following platform tag: *"[^"]*"' | grep -o 'manylinux_[0-9_]*aarch64')
+    awglibc=$(echo "$awtag" | sed 's/manylinux_\([0-9]*\)_\([0-9]*\)_.*/\1.\2/')
+    [ "$(printf '%s\n2.28\n' "$awglibc" | sort -V | tail -1)" = 2.28 ] || fail "auditwheel: $awtag is newer than $plat"
+    echo "   auditwheel show: consistent with $awtag (tagged $plat)" >&2
   fi
   smoke "$whl"
   summary+=("$t: $(basename "$whl") $(du -k "$whl" | cut -f1) KiB, kernel tests $counts passed under ${qemu#* }, smoke OK")
