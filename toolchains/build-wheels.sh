@@ -4,7 +4,7 @@
 #   - the compiler from toolchains/TARGET.cmake (zig c++, libc++ linked statically, glibc 2.28 symbols),
 #   - the target's Python headers from Debian bookworm's arm64/armhf packages (toolchains/sysroot.sh),
 #   - the target's extension suffix and wheel platform tag.
-# Needs: python3 with pip, scikit-build-core, pybind11 and ziglang; debootstrap (first run only, as root).
+# Needs: python3 with pip, scikit-build-core, pybind11, wheel and ziglang; debootstrap (first run only, as root).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/targets.sh"
 [ "$pyver" = 3.11 ] || echo "warning: building for CPython $pyver; Debian bookworm/Raspberry Pi OS ship 3.11" >&2
@@ -28,7 +28,7 @@ build_wheel() {
   echo "== $1: $plat, $soabi, $(basename "$toolchain")" >&2
   # The C++ kernel tests go into the same build dir (not the wheel); test-qemu.sh runs them.
   SETUPTOOLS_EXT_SUFFIX=.$soabi.so _PYTHON_HOST_PLATFORM=$buildplat \
-  "$PYTHON" -m pip wheel "$repo" --root-user-action=ignore --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
+  "$PYTHON" -m pip wheel "$repo" --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
     -C build-dir="$builddir" \
     -C cmake.define.CMAKE_TOOLCHAIN_FILE="$toolchain" \
     -C cmake.define.Python_INCLUDE_DIR="$inc" -C cmake.define.Python3_INCLUDE_DIR="$inc" \
