@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# toolchains/build-wheels.sh [aarch64|armv7|armv6|all]: cross-build the onnxstream wheels for Raspberry Pi-class
+# boards on an x86-64 Linux PC into dist/. Same scikit-build-core/CMake path as `pip install .`, with
+#   - the compiler from toolchains/TARGET.cmake (zig c++, libc++ linked statically, glibc 2.28 symbols),
+#   - the target's Python headers from Debian bookworm's arm64/armhf packages (toolchains/sysroot.sh),
+#   - the target's extension suffix and wheel platform tag.
+# Needs: python3 with pip, scikit-build-core, pybind11, wheel and ziglang; debootstrap (first run only, as root).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/targets.sh"
+[ "$pyver" = 3.11 ] || echo "warning: building for CPython $pyver; Debian bookworm/Raspberry Pi OS ship 3.11" >&2
+
+python_headers() {  # $1 = debarch: Python.h dir with the target's own pyconfig.h (Debian keeps it per triplet)
+  local sysroot dst=$cache/pyheaders/$1/python$pyver
+  sysroot=$("$repo/toolchains/sysroot.sh" "$1")
+  if [ ! -e "$dst/pyconfig.h" ]; then
+    rm -rf "$dst" && mkdir -p "$(dirname "$dst")"
+    cp -r "$sysroot/usr/include/python$pyver" "$dst"
+    cp "$sysroot/usr/include/$triplet/python$pyver/pyconfig.h" "$dst/pyconfig.h"
+  fi
+  echo "$dst"
+}
+
+build_wheel() {
+  target_vars "$1"
+  local inc soabi
+  inc=$(python_headers "$debarch")
+  soabi=cpython-${pyver/./}-$triplet
+  echo "== $1: $plat, $soabi, $(basename "$toolchain")" >&2
+  # The C++ kernel tests go into the same build dir (not the wheel); test-qemu.sh runs them.
+  SETUPTOOLS_EXT_SUFFIX=.$soabi.so _PYTHON_HOST_PLATFORM=$buildplat \
+  "$PYTHON" -m pip wheel "$repo" --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
+    -C build-dir="$builddir" \
+    -C cmake.define.CMAKE_TOOLCHAIN_FILE="$toolchain" \
+    -C cmake.define.Python_INCLUDE_DIR="$inc" -C cmake.define.Python3_INCLUDE_DIR="$inc" \
+    -C cmake.define.Python_SOABI="$soabi" -C cmake.define.Python3_SOABI="$soabi" \
+    -C cmake.define.ONNXSTREAM_BUILD_TESTS=ON >&2
+  if [ "$buildplat" != "$plat" ]; then
+    # manylinux: the module links only glibc <= 2.28 (zig's target; test-qemu.sh checks it), so retag.
+    "$PYTHON" -m wheel tags --remove --platform-tag "$plat" "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$buildplat".whl >&2
+  fi
+}
+
+mkdir -p "$repo/dist"
+for t in $(expand_targets "$@"); do
+  target_vars "$t"
+  rm -f "$repo"/dist/onnxstream-*-"$pytag"-*-"$plat".whl "$repo"/dist/onnxstream-*-"$pytag"-*-"$buildplat".whl
+  build_wheel "$t"
+  ls "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl
+done
