@@ -129,7 +129,7 @@ def test_attention_kernel_forced_isa(isa):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def geglu_model(tokens=1024, dim=320, inner=1280):
+def geglu_model(tokens=1024, dim=320, inner=1280, split_axis=-1):
     """SD's GEGLU feed-forward as exported: MatMul+bias -> Split -> a * gelu(b) via Erf -> MatMul+bias."""
     rng = np.random.default_rng(0)
     f = TensorProto.FLOAT
@@ -139,7 +139,7 @@ def geglu_model(tokens=1024, dim=320, inner=1280):
              numpy_helper.from_array(np.array(2 ** 0.5, np.float32), "sqrt2"),
              numpy_helper.from_array(np.array(1.0, np.float32), "one"), numpy_helper.from_array(np.array(0.5, np.float32), "half")]
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h"]),
-             helper.make_node("Split", ["h", "sizes"], ["a", "g"], axis=-1),
+             helper.make_node("Split", ["h", "sizes"], ["a", "g"], axis=split_axis),
              helper.make_node("Div", ["g", "sqrt2"], ["g1"]), helper.make_node("Erf", ["g1"], ["g2"]),
              helper.make_node("Add", ["g2", "one"], ["g3"]), helper.make_node("Mul", ["g", "g3"], ["g4"]),
              helper.make_node("Mul", ["g4", "half"], ["gelu"]), helper.make_node("Mul", ["a", "gelu"], ["m"]),
@@ -149,11 +149,11 @@ def geglu_model(tokens=1024, dim=320, inner=1280):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
 
 
-@pytest.mark.parametrize("weights", ["fp32", "fp16"])
-def test_row_tiled_feed_forward_matches_onnxruntime(weights, tmp_path):
+@pytest.mark.parametrize("weights,split_axis", [("fp32", -1), ("fp16", -1), ("fp32", 2)])
+def test_row_tiled_feed_forward_matches_onnxruntime(weights, split_axis, tmp_path):
     from reference import round_weights_to_fp16
     path = tmp_path / "ff.onnx"
-    model = geglu_model()
+    model = geglu_model(split_axis=split_axis)  # the dynamo exporter writes axis=2, the legacy one -1
     onnx.save(model, str(path))
     if weights == "fp16":
         round_weights_to_fp16(model)

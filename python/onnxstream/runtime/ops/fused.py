@@ -55,10 +55,11 @@ def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
     env_weights = {name: (value if name in matmul_weights or value.dtype != np.float16 else cast(value, np.float32))
                    for name, value in zip(weights, weight_values)}
     x2 = x.reshape(-1, x.shape[-1])
+    lead = (1,) * (x.ndim - 2)  # tiles keep x's rank, so the chain's axis attributes still mean the same axes
     out = None
     for r in range(0, x2.shape[0], rows):
         env = dict(env_weights)
-        env[input] = x2[r:r + rows]
+        env[input] = x2[r:r + rows].reshape(lead + (-1, x.shape[-1]))
         for node in nodes:
             kwargs = dict(node["attrs"])
             if node["op"] == "Split":
@@ -66,7 +67,7 @@ def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
             result = OPS[node["op"]](*[env[n] if n else None for n in node["inputs"]], **kwargs)
             for name, value in zip(node["outputs"], result if isinstance(result, tuple) else (result,)):
                 env[name] = value
-        tile = env[output]
+        tile = env[output].reshape(-1, env[output].shape[-1])
         if out is None:
             out = np.empty((x2.shape[0], tile.shape[-1]), tile.dtype)
         out[r:r + rows] = tile
