@@ -44,6 +44,7 @@ RUNNER = textwrap.dedent("""
         import onnxstream
         session = onnxstream.Session(model)
         run = lambda: session.run(feeds)
+    io_loaded = io()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -55,7 +56,8 @@ RUNNER = textwrap.dedent("""
     kb = lambda k: int(status[k].split()[0]) / 1024
     print(json.dumps({"seconds": statistics.median(times), "peak_mb": kb("VmHWM"), "anon_mb": kb("RssAnon"),
                       "file_mb": kb("RssFile"), "read_mb": (io1["read_bytes"] - io0["read_bytes"]) / 2**20,
-                      "rchar_mb": (io1["rchar"] - io0["rchar"]) / 2**20,
+                      "load_read_mb": (io_loaded["rchar"] - io0["rchar"]) / 2**20,
+                      "run_read_mb": (io1["rchar"] - io_loaded["rchar"]) / 2**20 / runs,
                       "written_mb": (io1["write_bytes"] - io0["write_bytes"]) / 2**20, "runs": runs}))
 """)
 
@@ -124,8 +126,8 @@ def main() -> int:
 
 
 def print_table(rows) -> None:
-    print("\n| network | weights | engine | time/run (s) | peak RSS MB | RSS at exit MB (anon + file) | read MB | "
-          "written MB | rel. L2 error vs onnxruntime | time vs onnxruntime |")
+    print("\n| network | weights | engine | time/run (s) | peak RSS MB | RSS at exit MB (anon + file) | "
+          "MB read per run (at load) | MB written | rel. L2 error vs onnxruntime fp32 | time vs onnxruntime |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     ref_time = {}
     for net, weights, engine, r, err in rows:
@@ -136,7 +138,8 @@ def print_table(rows) -> None:
             ref_time[net] = r["seconds"]
         ratio = r["seconds"] / ref_time[net] if net in ref_time and engine != "onnxruntime" else None
         print(f"| {net} | {weights} | {engine} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | "
-              f"{r['anon_mb'] + r['file_mb']:.0f} ({r['anon_mb']:.0f} + {r['file_mb']:.0f}) | {r['rchar_mb']:.0f} | "
+              f"{r['anon_mb'] + r['file_mb']:.0f} ({r['anon_mb']:.0f} + {r['file_mb']:.0f}) | "
+              f"{r['run_read_mb']:.0f} ({r['load_read_mb']:.0f}) | "
               f"{r['written_mb']:.1f} | "
               f"{'' if err is None else f'{err:.1e}'} | {'' if ratio is None else f'{ratio:.2f}x'} |")
     sys.stdout.flush()
