@@ -66,30 +66,37 @@ void check_window(const Window& win, bool allow_negative_pads = false) {
           "window: kernel, strides and dilations must be >= 1 and pads >= 0");
 }
 
-// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (floats). 4x4 register blocks where SSE is
-// baseline; the scalar tail and fallback are the same loop one element at a time.
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (floats), in 16x16 blocks: a block writes 16 dst
+// rows a full 64-byte line each (dst rows are often 16 KB apart; a taller block would thrash one L1 set). 4x4
+// register transposes where SSE is baseline, one element at a time for the edges and elsewhere.
 void transpose(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* dst, int64_t ld_dst) {
-  int64_t i = 0;
+  for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+    const int64_t j1 = std::min(cols, j0 + 16);
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+      const int64_t i1 = std::min(rows, i0 + 16);
+      int64_t j = j0;
 #if defined(__SSE2__)
-  for (; i + 4 <= rows; i += 4) {
-    const float* s = src + i * ld_src;
-    int64_t j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      __m128 r0 = _mm_loadu_ps(s + j), r1 = _mm_loadu_ps(s + ld_src + j);
-      __m128 r2 = _mm_loadu_ps(s + 2 * ld_src + j), r3 = _mm_loadu_ps(s + 3 * ld_src + j);
-      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-      float* d = dst + j * ld_dst + i;
-      _mm_storeu_ps(d, r0);
-      _mm_storeu_ps(d + ld_dst, r1);
-      _mm_storeu_ps(d + 2 * ld_dst, r2);
-      _mm_storeu_ps(d + 3 * ld_dst, r3);
-    }
-    for (; j < cols; j++)
-      for (int64_t r = 0; r < 4; r++) dst[j * ld_dst + i + r] = s[r * ld_src + j];
-  }
+      for (; j + 4 <= j1; j += 4) {
+        int64_t i = i0;
+        for (; i + 4 <= i1; i += 4) {
+          const float* s = src + i * ld_src + j;
+          __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ld_src);
+          __m128 r2 = _mm_loadu_ps(s + 2 * ld_src), r3 = _mm_loadu_ps(s + 3 * ld_src);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          float* d = dst + j * ld_dst + i;
+          _mm_storeu_ps(d, r0);
+          _mm_storeu_ps(d + ld_dst, r1);
+          _mm_storeu_ps(d + 2 * ld_dst, r2);
+          _mm_storeu_ps(d + 3 * ld_dst, r3);
+        }
+        for (; i < i1; i++)
+          for (int64_t c = 0; c < 4; c++) dst[(j + c) * ld_dst + i] = src[i * ld_src + j + c];
+      }
 #endif
-  for (; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) dst[j * ld_dst + i] = src[i * ld_src + j];
+      for (; j < j1; j++)
+        for (int64_t i = i0; i < i1; i++) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+  }
 }
 
 // stage[j][i] = window value k0 + j = (c, kd, kh, kw) of output pixel p0 + i, for j < kn and i < pt; zero where the
