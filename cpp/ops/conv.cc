@@ -99,6 +99,15 @@ void transpose(const float* src, int64_t ld_src, int64_t rows, int64_t cols, flo
   }
 }
 
+// dst[i] = src[i] for i < n: inline, as runs are a few dozen floats and a memcpy call costs as much.
+inline void copy_floats(const float* src, int64_t n, float* dst) {
+  int64_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+  for (; i < n; i++) dst[i] = src[i];
+}
+
 // stage[j][i] = window value k0 + j = (c, kd, kh, kw) of output pixel p0 + i, for j < kn and i < pt; zero where the
 // window falls into the padding. k-major, so each window value is a few runs of one input row (contiguous for
 // stride 1) with the padding clamped once per output row; transpose() then makes the [pixels, kc] operand.
@@ -128,7 +137,7 @@ void im2col_kmajor(const char* x, const int64_t* xs, const Geometry& g, const Wi
         const float* row = reinterpret_cast<const float*>(xc + id * xs[1] + ih * xs[2]);
         std::fill(d, d + lo, 0.0f);
         if (sw * step == 1) {
-          std::copy(row + iw0 + lo, row + iw0 + hi, d + lo);
+          copy_floats(row + iw0 + lo, hi - lo, d + lo);
         } else {
           for (int64_t i = lo; i < hi; i++) d[i] = row[(iw0 + i * sw) * step];
         }
