@@ -7,6 +7,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 #include "dispatch.h"
 #include "ops/gemm.h"
 #include "parallel.h"
@@ -16,6 +20,9 @@ namespace {
 
 // Floats of im2col / GEMM-output scratch per tile: 2 MB keeps the tile in L2/L3 on desktops and small on a Pi.
 constexpr int64_t kTileFloats = int64_t(1) << 19;
+// Window values im2col gathers per k-major stage before transposing them into the [pixels, kc] block: a 16 x tile
+// stage (12 KB at 192 pixels) stays in L1.
+constexpr int64_t kStageK = 16;
 
 inline const char* bytes(const Tensor& t) { return static_cast<const char*>(t.data); }
 
@@ -59,34 +66,82 @@ void check_window(const Window& win, bool allow_negative_pads = false) {
           "window: kernel, strides and dilations must be >= 1 and pads >= 0");
 }
 
-// a[i][k - k0] = window value k = (c, kd, kh, kw) of output pixel p0 + i, for i < pt and k in [k0, k1): the
-// row-major [pixels, kc] operand the microkernels read. Zero where the window falls into the padding.
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (floats), in 16x16 blocks: a block writes 16 dst
+// rows a full 64-byte line each (dst rows are often 16 KB apart; a taller block would thrash one L1 set). 4x4
+// register transposes where SSE is baseline, one element at a time for the edges and elsewhere.
+void transpose(const float* src, int64_t ld_src, int64_t rows, int64_t cols, float* dst, int64_t ld_dst) {
+  for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+    const int64_t j1 = std::min(cols, j0 + 16);
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+      const int64_t i1 = std::min(rows, i0 + 16);
+      int64_t j = j0;
+#if defined(__SSE2__)
+      for (; j + 4 <= j1; j += 4) {
+        int64_t i = i0;
+        for (; i + 4 <= i1; i += 4) {
+          const float* s = src + i * ld_src + j;
+          __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ld_src);
+          __m128 r2 = _mm_loadu_ps(s + 2 * ld_src), r3 = _mm_loadu_ps(s + 3 * ld_src);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          float* d = dst + j * ld_dst + i;
+          _mm_storeu_ps(d, r0);
+          _mm_storeu_ps(d + ld_dst, r1);
+          _mm_storeu_ps(d + 2 * ld_dst, r2);
+          _mm_storeu_ps(d + 3 * ld_dst, r3);
+        }
+        for (; i < i1; i++)
+          for (int64_t c = 0; c < 4; c++) dst[(j + c) * ld_dst + i] = src[i * ld_src + j + c];
+      }
+#endif
+      for (; j < j1; j++)
+        for (int64_t i = i0; i < i1; i++) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+  }
+}
+
+// dst[i] = src[i] for i < n: inline, as runs are a few dozen floats and a memcpy call costs as much.
+inline void copy_floats(const float* src, int64_t n, float* dst) {
+  int64_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+  for (; i < n; i++) dst[i] = src[i];
+}
+
+// stage[j][i] = window value k0 + j = (c, kd, kh, kw) of output pixel p0 + i, for j < kn and i < pt; zero where the
+// window falls into the padding. k-major, so each window value is a few runs of one input row (contiguous for
+// stride 1) with the padding clamped once per output row; transpose() then makes the [pixels, kc] operand.
 // x points at channel 0 of this group in image n (byte strides xs[] for c, d, h, w).
-void im2col_rows(const char* x, const int64_t* xs, const Geometry& g, const Window& win, int64_t p0, int64_t pt,
-                 int64_t k0, int64_t k1, float* a) {
-  const int64_t kc = k1 - k0, kw_n = win.kernel[2], kh_n = win.kernel[1];
+void im2col_kmajor(const char* x, const int64_t* xs, const Geometry& g, const Window& win, int64_t p0, int64_t pt,
+                   int64_t k0, int64_t kn, float* stage) {
+  const int64_t kw_n = win.kernel[2], kh_n = win.kernel[1], sw = win.strides[2], step = xs[3] / 4;
   const int64_t ow0 = p0 % g.out[2], oh0 = (p0 / g.out[2]) % g.out[1], od0 = p0 / (g.out[2] * g.out[1]);
-  for (int64_t k = k0; k < k1; k++) {
+  for (int64_t j = 0; j < kn; j++) {
+    const int64_t k = k0 + j;
     const int64_t kw = k % kw_n, kh = (k / kw_n) % kh_n, kd = (k / (kw_n * kh_n)) % win.kernel[0];
-    const int64_t c = k / (kw_n * kh_n * win.kernel[0]);
-    const char* xc = x + c * xs[0];
-    float* dst = a + (k - k0);
-    // Walk output pixels a row at a time: one bounds test per row, then a strided run along the input row.
+    const char* xc = x + k / (kw_n * kh_n * win.kernel[0]) * xs[0];
+    float* dst = stage + j * pt;
     int64_t ow = ow0, oh = oh0, od = od0;
     for (int64_t p = 0; p < pt;) {
       const int64_t id = od * win.strides[0] - win.pads_begin[0] + kd * win.dilations[0];
       const int64_t ih = oh * win.strides[1] - win.pads_begin[1] + kh * win.dilations[1];
       const int64_t run = std::min(pt - p, g.out[2] - ow);  // pixels left in this output row
-      float* d = dst + p * kc;
+      float* d = dst + p;
       if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
-        for (int64_t j = 0; j < run; j++) d[j * kc] = 0.0f;
+        std::fill(d, d + run, 0.0f);
       } else {
+        // Outputs [lo, hi) of the run read input columns iw0 + i * sw inside [0, in[2]).
+        const int64_t iw0 = ow * sw - win.pads_begin[2] + kw * win.dilations[2];
+        const int64_t lo = std::min(run, iw0 < 0 ? (-iw0 + sw - 1) / sw : 0);
+        const int64_t hi = std::max(lo, std::min(run, iw0 < g.in[2] ? (g.in[2] - 1 - iw0) / sw + 1 : 0));
         const float* row = reinterpret_cast<const float*>(xc + id * xs[1] + ih * xs[2]);
-        const int64_t sw = win.strides[2], step = xs[3] / 4;
-        int64_t iw = ow * sw - win.pads_begin[2] + kw * win.dilations[2], j = 0;
-        for (; j < run && iw < 0; j++, iw += sw) d[j * kc] = 0.0f;                          // left padding
-        for (; j < run && iw < g.in[2]; j++, iw += sw) d[j * kc] = row[iw * step];         // inside
-        for (; j < run; j++) d[j * kc] = 0.0f;                                               // right padding
+        std::fill(d, d + lo, 0.0f);
+        if (sw * step == 1) {
+          copy_floats(row + iw0 + lo, hi - lo, d + lo);
+        } else {
+          for (int64_t i = lo; i < hi; i++) d[i] = row[(iw0 + i * sw) * step];
+        }
+        std::fill(d + hi, d + run, 0.0f);
       }
       p += run;
       ow = 0;
@@ -106,17 +161,29 @@ struct ConvTask {
 };
 
 void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const ConvTask& t, const int64_t* xs,
-               const Geometry& g, const Window& win, int64_t K, int64_t P, int64_t p0, int64_t pt, int64_t n0,
-               int64_t n1, std::vector<float>& scratch) {
+               const Geometry& g, const Window& win, bool direct, int64_t K, int64_t P, int64_t p0, int64_t pt,
+               int64_t n0, int64_t n1, std::vector<float>& scratch) {
   const int64_t MR = cfg.mr, kc_max = (K + (K + cfg.kc - 1) / cfg.kc - 1) / ((K + cfg.kc - 1) / cfg.kc);
   const int64_t cols = n1 - n0, nc_max = (int64_t)cfg.nc;
-  const size_t a_floats = (size_t)(pt * kc_max), acc_floats = (size_t)(pt * cols);
-  if (scratch.size() < a_floats + acc_floats) scratch.resize(a_floats + acc_floats);
-  float* a = scratch.data();              // [pt][kc]
-  float* acc = scratch.data() + a_floats;  // [pt][cols]
+  const size_t a_floats = (size_t)(pt * kc_max), acc_floats = (size_t)(pt * cols), stage_floats = (size_t)(kStageK * pt);
+  if (scratch.size() < a_floats + acc_floats + stage_floats) scratch.resize(a_floats + acc_floats + stage_floats);
+  float* a = scratch.data();                           // [pt][kc]
+  float* acc = scratch.data() + a_floats;              // [pt][cols]
+  float* stage = scratch.data() + a_floats + acc_floats;  // [kStageK][pt]
   for (int64_t kb = 0; kb < K; kb += kc_max) {
     const int64_t kc = std::min(kc_max, K - kb);
-    im2col_rows(t.x, xs, g, win, p0, pt, kb, kb + kc, a);
+    // a = im2col block [pt][kc], built kStageK window values at a time in k-major order and transposed
+    // (a 1x1 stride-1 unpadded conv transposes straight from x: its channel rows are the k-major block).
+    for (int64_t kk = 0; kk < kc; kk += kStageK) {
+      const int64_t kn = std::min(kStageK, kc - kk);
+      if (direct) {
+        const float* src = reinterpret_cast<const float*>(t.x + (kb + kk) * xs[0]) + p0;
+        transpose(src, xs[0] / 4, kn, pt, a + kk, kc);
+      } else {
+        im2col_kmajor(t.x, xs, g, win, p0, pt, kb + kk, kn, stage);
+        transpose(stage, pt, kn, pt, a + kk, kc);
+      }
+    }
     for (int64_t nb = n0; nb < n1; nb += nc_max) {
       const int64_t ne = std::min(n1, nb + nc_max);
       for (int64_t m = 0; m < pt; m += MR) {
@@ -130,11 +197,7 @@ void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const 
     }
   }
   // y[n, p0 + i] = acc[i][n - n0]: pixel-major tile to channel-major output.
-  for (int64_t n = n0; n < n1; n++) {
-    float* dst = t.y + n * P + p0;
-    const float* src = acc + (n - n0);
-    for (int64_t i = 0; i < pt; i++) dst[i] = src[i * cols];
-  }
+  transpose(acc, cols, pt, cols, t.y + n0 * P + p0, P);
 }
 
 // conv with weights already in panels ([group][ceil(Mg/16)][K][16], float32 or float16).
@@ -149,6 +212,10 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
   const size_t w_size = dtype_size(w_dtype);
   const GemmUkernel ukernel = w_dtype == DType::f16 ? cfg.f16w : cfg.f32w;
   const int64_t xs[4] = {x.strides[1], x.strides[2], x.strides[3], x.strides[4]};
+  // 1x1, stride 1, no padding, pixels at a float stride of 1: pixel p of channel c is x[c * xs[0] + p].
+  bool direct = flat_pixels(x) && x.strides[4] == 4 && x.strides[1] % 4 == 0;
+  for (int i = 0; i < 3; i++)
+    direct = direct && win.kernel[i] == 1 && win.strides[i] == 1 && win.pads_begin[i] == 0 && win.pads_end[i] == 0;
   const int64_t group_elems = packed_gemm_b_elements(K, Mg), n_panels = (Mg + kPanelWidth - 1) / kPanelWidth;
   // Pixel tiles of a few MR rows: the im2col block [tile, kc] stays in L2 and each weight panel loaded from
   // L2/L3 feeds tile/MR microkernel calls. Then split channels until both threads have ~4 tasks each.
@@ -167,7 +234,7 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
       const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
       const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
       const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);
-      if (n0 < n1) conv_task(cfg, ukernel, w_size, task, xs, g, win, K, P, p0, pt, n0, n1, scratch);
+      if (n0 < n1) conv_task(cfg, ukernel, w_size, task, xs, g, win, direct, K, P, p0, pt, n0, n1, scratch);
     }
   });
 }
