@@ -92,6 +92,7 @@ def cmd_sd(args) -> int:
         text["strength"] = p["strength"]
     paths = output_paths(args.output, len(images))
     for i, (image, path) in enumerate(zip(images, paths)):
-        save_png(path, image, {**text, "image_index": i} if len(images) > 1 else text)
+        # image i of a batch is the image of a single run with seed + i (see StableDiffusion.__call__)
+        save_png(path, image, {**text, "seed": p["seed"] + i, "image_index": i} if len(images) > 1 else text)
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -4,15 +4,17 @@
     image = sd("a cat on a sofa", steps=20, guidance=7.5, sampler="euler", seed=42)
 
 Reads top to bottom like diffusers' StableDiffusionPipeline: tokenize -> text encoder -> initial latents ->
-loop over timesteps (one batch-2 UNet pass for [uncond, cond], guidance, scheduler step) -> VAE decode.
+loop over timesteps (one UNet pass per step for all images: batch 2*num [uncond..., cond...] with guidance,
+num without; so the UNet's weights are read once per step) -> VAE decode per image.
 
 Random numbers: `np.random.Generator(np.random.PCG64(seed)).standard_normal(shape)` (float64, cast to float32),
-so a seed gives the same image on x86 and ARM. Draw order: initial noise (txt2img) or VAE-encoder sample then
+so a seed gives the same image on x86 and ARM; image i of a `num` batch uses seed + i. Draw order (per image): initial noise (txt2img) or VAE-encoder sample then
 add_noise noise (img2img), then one draw per step for the noisy samplers (euler_a, lcm) - the order diffusers
 uses, so passing `generator=` an object whose standard_normal(shape) draws from a torch.Generator reproduces
 diffusers' images exactly. img2img samples the VAE latent distribution (mean + std * noise) as diffusers does.
 
-Sizes: the engine fixes shapes at convert time, so width/height must be the converted size (manifest.json).
+Sizes: the engine fixes shapes at convert time, so width/height must be the converted size and 2*num (num
+without guidance) must fit a converted UNet batch size (manifest.json "unet_batches"; convert --unet-batch).
 """
 from __future__ import annotations
 
@@ -48,6 +50,33 @@ class PortableRNG:
 
     def set_state(self, state):
         self.generator.bit_generator.state = state
+
+
+class BatchNoise:
+    """Noise for a batch of `num` images. Given one generator per image (the default: PortableRNG(seed + i)
+    for image i), image i draws only from its own generator, so `num=2, seed=s` gives the images of two
+    runs with seeds s and s + 1. Given a single generator, it draws the whole batch at once (as diffusers
+    does with one torch.Generator)."""
+
+    def __init__(self, generators, num):
+        self.generators = list(generators) if isinstance(generators, (list, tuple)) else [generators]
+        if len(self.generators) not in (1, num):
+            raise ValueError(f"pass one generator or {num} (one per image), got {len(self.generators)}")
+
+    def standard_normal(self, shape):
+        if len(self.generators) == 1:
+            return np.asarray(self.generators[0].standard_normal(tuple(shape)), np.float32)
+        one = (1,) + tuple(shape[1:])
+        return np.concatenate([np.asarray(g.standard_normal(one), np.float32) for g in self.generators])
+
+    def get_state(self):
+        if all(hasattr(g, "get_state") for g in self.generators):
+            return [g.get_state() for g in self.generators]
+        return None
+
+    def set_state(self, states):
+        for g, state in zip(self.generators, states):
+            g.set_state(state)
 
 
 class OnnxRuntimePart:
@@ -118,27 +147,39 @@ class StableDiffusion:
         return _first(self.part("text_encoder").run({"input_ids": ids}))  # [1, 77, D]
 
     def unet(self, x: np.ndarray, t, context: np.ndarray) -> np.ndarray:
-        """UNet on a batch [B, C, h, w] (B = 1 or 2), using the converted batch size (split or padded if need be)."""
+        """UNet on a batch [B, C, h, w] in ONE pass (weights read once), with the converted batch size B, or
+        the smallest larger one (padded with copies: more compute, still one weight read)."""
         batch = x.shape[0]
-        if batch not in self.unet_batches:
-            if batch == 2:  # only a batch-1 UNet: two passes
-                return np.concatenate([self.unet(x[i:i + 1], t, context[i:i + 1]) for i in range(2)])
-            # only a batch-2 UNet: pad with a copy (costs a second image's compute, but reads weights once)
-            return self.unet(np.concatenate([x, x]), t, np.concatenate([context, context]))[:1]
-        part = self.part(self.unet_batches[batch])
+        fits = [b for b in self.unet_batches if b >= batch]
+        if not fits:
+            raise ValueError(self.batch_error(batch))
+        size = min(fits)
+        if size > batch:
+            pad = [0] * (size - batch)
+            return self.unet(np.concatenate([x, x[pad]]), t, np.concatenate([context, context[pad]]))[:batch]
+        part = self.part(self.unet_batches[size])
         timestep = np.array([t], dtype=part.input_dtypes.get("timestep", "float32"))
         return _first(part.run({"sample": np.ascontiguousarray(x, dtype=np.float32), "timestep": timestep,
-                                "encoder_hidden_states": context}))
+                                "encoder_hidden_states": np.ascontiguousarray(context)}))
 
-    def vae_encode(self, image: np.ndarray, rng) -> np.ndarray:
-        """[1, 3, H, W] in [-1, 1] -> scaled latents, sampled from the latent distribution like diffusers."""
+    def batch_error(self, batch):
+        have = sorted(self.unet_batches)
+        with_cfg = [b // 2 for b in have if b % 2 == 0]
+        return (f"this model's UNet was converted for batch sizes {have}, which serve --num up to {max(have)} "
+                f"without guidance (guidance <= 1) and up to {max(with_cfg, default=0)} with guidance; "
+                f"a batch of {batch} needs converting again with --unet-batch {batch} "
+                f"(--num N takes batch 2N with guidance, N without)")
+
+    def vae_encode(self, image: np.ndarray, rng, num=1) -> np.ndarray:
+        """[1, 3, H, W] in [-1, 1] -> scaled latents [num, C, h, w]: one encoder pass, then one sample of the
+        latent distribution per image (like diffusers)."""
         moments = _first(self.part("vae_encoder").run({"sample": image}))
         if moments.shape[1] == self.latent_shape[1]:  # an older optimum export that samples inside the graph
-            latents = moments
+            latents = np.repeat(moments, num, axis=0)
         else:  # mean and log-variance, as diffusers' DiagonalGaussianDistribution
             mean, logvar = np.split(moments, 2, axis=1)
             std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0)).astype(np.float32)
-            latents = mean + std * rng.standard_normal(mean.shape)
+            latents = mean + std * rng.standard_normal((num,) + mean.shape[1:])
         shift = self.manifest.get("vae_shift_factor") or 0.0
         return ((latents - np.float32(shift)) * np.float32(self.manifest["vae_scaling_factor"])).astype(np.float32)
 
@@ -172,7 +213,8 @@ class StableDiffusion:
 
         steps/guidance default to 20/7.5 (1/0.0 for sd-turbo); guidance <= 1 skips the unconditional pass.
         latents: unit-variance initial noise [num or 1, C, h, w] (like diffusers' `latents`; img2img: the noise
-        added to the encoded image). generator: anything with standard_normal(shape) (default PortableRNG(seed)).
+        added to the encoded image). generator: anything with standard_normal(shape), or a list of `num` such
+        (default: PortableRNG(seed + i) for image i, so image i of a batch is the image of a run with seed + i).
         progress(step, total, seconds_per_step) is called after every step. save_latents: file rewritten
         atomically after every step; resume: such a file to continue from (its parameters win)."""
         state = load_latents(resume) if resume else None
@@ -186,9 +228,14 @@ class StableDiffusion:
         guidance = default_guidance if guidance is None else float(guidance)
         width, height = width or self.width, height or self.height
         self.check(sampler, width, height, steps, strength, init_image if state is None else None)
+        if num < 1:
+            raise ValueError(f"num must be at least 1, got {num}")
+        use_cfg = guidance > 1  # as diffusers: guidance 1 (or Turbo's 0) needs no unconditional pass
+        if not any(b >= num * (2 if use_cfg else 1) for b in self.unet_batches):
+            raise ValueError(self.batch_error(num * (2 if use_cfg else 1)))
         if seed is None and generator is None:
             seed = secrets.randbits(63)
-        rng = generator or PortableRNG(seed)
+        rng = BatchNoise(generator if generator is not None else [PortableRNG(seed + i) for i in range(num)], num)
         if init_image is not None and state is None:
             init_image = load_image(init_image, width, height)
         params = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
@@ -196,50 +243,53 @@ class StableDiffusion:
                       img2img=init_image is not None if state is None else state["params"]["img2img"])
         self.last_params = params
 
-        use_cfg = guidance > 1  # as diffusers: guidance 1 (or Turbo's 0) needs no unconditional pass
-        context = self.encode_prompt(prompt)
+        # All `num` images step together: one UNet pass per step on [uncond x num, cond x num] (or cond x num).
+        context = np.repeat(self.encode_prompt(prompt), num, axis=0)
         if use_cfg:
-            context = np.concatenate([self.encode_prompt(negative_prompt or ""), context])  # [uncond, cond]
-
-        first_image = state["image_index"] if state else 0
-        images = list(state["images"]) if state else []
-        for index in range(first_image, num):
-            sched = make_scheduler(sampler, self.scheduler_config)
+            uncond = np.repeat(self.encode_prompt(negative_prompt or ""), num, axis=0)
+            context = np.concatenate([uncond, context])
+        sched = make_scheduler(sampler, self.scheduler_config)
+        if params["img2img"]:
+            timesteps = sched.img2img_timesteps(steps, strength)
+        else:
+            sched.set_timesteps(steps)
+            timesteps = sched.timesteps
+        shape = (num,) + self.latent_shape[1:]
+        if state is not None:
+            x, done = state["latents"], state["done"]
+            state["restore"](sched, rng)
+        else:
+            noise = None
+            if latents is not None:
+                noise = np.asarray(latents, np.float32)
+                noise = np.broadcast_to(noise, shape) if noise.shape[0] == 1 else noise
+                if noise.shape != shape:
+                    raise ValueError(f"latents must have shape {shape} (or a batch of 1), got {noise.shape}")
+            done = 0
             if params["img2img"]:
-                timesteps = sched.img2img_timesteps(steps, strength)
+                init = self.vae_encode(init_image, rng, num)  # [num, C, h, w]: one encoder pass, a sample per image
+                noise = rng.standard_normal(init.shape) if noise is None else noise
+                x = sched.add_noise(init, noise.astype(np.float32), timesteps[:1])
             else:
-                sched.set_timesteps(steps)
-                timesteps = sched.timesteps
-            if state is not None and index == first_image:
-                x, done = state["latents"], state["done"]
-                state["restore"](sched, rng)
+                noise = rng.standard_normal(shape) if noise is None else noise
+                x = (noise.astype(np.float32) * np.float32(sched.init_noise_sigma)).astype(np.float32)
+        for i in range(done, len(timesteps)):
+            start = time.perf_counter()
+            t = timesteps[i]
+            x_in = sched.scale_model_input(x, t)
+            if use_cfg:
+                eps_uncond, eps_cond = np.split(self.unet(np.concatenate([x_in, x_in]), t, context), 2)
+                eps = eps_uncond + np.float32(guidance) * (eps_cond - eps_uncond)
             else:
-                noise = latents[index if len(latents) > 1 else 0][None] if latents is not None else None
-                done = 0
-                if params["img2img"]:
-                    init = self.vae_encode(init_image, rng)
-                    noise = rng.standard_normal(init.shape) if noise is None else noise
-                    x = sched.add_noise(init, noise.astype(np.float32), timesteps[:1])
-                else:
-                    noise = rng.standard_normal(self.latent_shape) if noise is None else noise
-                    x = (noise.astype(np.float32) * np.float32(sched.init_noise_sigma)).astype(np.float32)
-            for i in range(done, len(timesteps)):
-                start = time.perf_counter()
-                t = timesteps[i]
-                x_in = sched.scale_model_input(x, t)
-                if use_cfg:
-                    eps_uncond, eps_cond = np.split(self.unet(np.concatenate([x_in, x_in]), t, context), 2)
-                    eps = eps_uncond + np.float32(guidance) * (eps_cond - eps_uncond)
-                else:
-                    eps = self.unet(x_in, t, context)
-                noise = rng.standard_normal(x.shape) if sampler in NOISY_SAMPLERS else None
-                x = sched.step(eps, t, x, noise=noise)
-                if save_latents:
-                    save_latents_file(save_latents, latents=x, done=i + 1, image_index=index, images=images,
-                                      params=params, scheduler=sched, rng=rng)
-                if progress:
-                    progress(index * len(timesteps) + i + 1, num * len(timesteps), time.perf_counter() - start)
-            images.append(self.vae_decode(x))
+                eps = self.unet(x_in, t, context)
+            noise = rng.standard_normal(x.shape) if sampler in NOISY_SAMPLERS else None
+            x = sched.step(eps, t, x, noise=noise)
+            if save_latents:
+                save_latents_file(save_latents, latents=x, done=i + 1, image_index=0, images=[],
+                                  params=params, scheduler=sched, rng=rng)
+            if progress:
+                progress(i + 1, len(timesteps), time.perf_counter() - start)
+        images = [self.vae_decode(x[j:j + 1]) for j in range(num)]
         return self._output(np.stack(images), output_type, num)
 
     @staticmethod

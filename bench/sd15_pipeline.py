@@ -1,0 +1,131 @@
+"""Full-size SD1.5-shaped pipeline (random weights) at 512x512, end to end: time per step, total, peak RSS.
+
+    python bench/sd15_pipeline.py [--steps 3] [--weights fp16] [--memlimit 1G]
+
+Builds a diffusers pipeline with the real SD1.5 configs (UNet2DConditionModel, AutoencoderKL, CLIPTextModel,
+random weights, CLIP's real BPE vocabulary) and saves it with save_pretrained, converts it with
+`convert_pipeline` (both cached under ~/.cache/onnxstream/pipeline-bench), then runs one txt2img generation
+(guidance 7.5: one batch-2 UNet pass per step) in a fresh process and prints a markdown table: text encoder,
+time per UNet step, VAE decode, total, peak RSS (VmHWM of that process). With --memlimit it also runs the same
+command under /work/shared/tools/memlimit (a cgroup limit that also charges the page cache).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("ONNXSTREAM_MODEL_CACHE", Path.home() / ".cache" / "onnxstream")) / "pipeline-bench"
+SD15_SCHEDULER = {  # runwayml/stable-diffusion-v1-5 scheduler/scheduler_config.json
+    "_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
+    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
+    "clip_sample": False}
+
+
+def build_diffusers_dir(out: Path):
+    """Random-weight SD1.5-shaped pipeline, saved like a downloaded one."""
+    import torch
+    import transformers
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    sys.path.insert(0, str(ROOT / "tests"))
+    import modelzoo
+    from test_tokenizer import SD15_CONFIG, original_merges_gz, write_vocab_files
+    work = Path(tempfile.mkdtemp(prefix=".sd15-", dir=out.parent))
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(
+        str(write_vocab_files(original_merges_gz(), work / "tok", SD15_CONFIG)))
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**modelzoo._unet_config(True))
+    vae = AutoencoderKL(**modelzoo._vae_config(True))
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(**modelzoo._clip_config(True)))
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=EulerDiscreteScheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(work / "pipe")
+    (work / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD15_SCHEDULER))
+    os.replace(work / "pipe", out)
+    shutil.rmtree(work)
+
+
+# One generation in a fresh process; prints a JSON line with its measurements.
+RUNNER = textwrap.dedent("""
+    import json, sys, time
+    model, steps = sys.argv[1], int(sys.argv[2])
+    start = time.perf_counter()
+    from onnxstream.pipelines.stable_diffusion import StableDiffusion
+    sd = StableDiffusion(model)
+    marks = {}
+    encode, unet, decode = sd.encode_prompt, sd.unet, sd.vae_decode
+    def timed(name, fn):
+        def run(*args):
+            t = time.perf_counter()
+            out = fn(*args)
+            marks.setdefault(name, []).append(time.perf_counter() - t)
+            return out
+        return run
+    sd.encode_prompt, sd.unet, sd.vae_decode = timed("text", encode), timed("unet", unet), timed("vae", decode)
+    image = sd("a photo of a cat", negative_prompt="blurry", steps=steps, guidance=7.5, sampler="euler", seed=1,
+               output_type="np")
+    total = time.perf_counter() - start
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    mb = lambda k: int(status[k].split()[0]) / 1024
+    print(json.dumps({"text": sum(marks["text"]), "steps": marks["unet"], "vae": sum(marks["vae"]), "total": total,
+                      "peak_mb": mb("VmHWM"), "anon_mb": mb("RssAnon"), "file_mb": mb("RssFile"),
+                      "finite": bool((image == image).all())}))
+""")
+
+
+def run(model: Path, steps: int, memlimit=None):
+    cmd = [sys.executable, "-c", RUNNER, str(model), str(steps)]
+    if memlimit:
+        cmd = ["/work/shared/tools/memlimit", memlimit] + cmd
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    limit_line = next((l for l in result.stderr.splitlines() if l.startswith("memlimit:")), "")
+    if result.returncode != 0:
+        return None, (limit_line or result.stderr.strip().splitlines()[-1:])
+    return json.loads(result.stdout.strip().splitlines()[-1]), limit_line
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--weights", default="fp16", choices=["fp32", "fp16"])
+    ap.add_argument("--memlimit", default=None, help="also run under /work/shared/tools/memlimit LIMIT, e.g. 1G")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "python"))
+    from onnxstream.pipelines.convert_pipeline import convert_pipeline
+
+    diffusers_dir, converted = CACHE / "sd15-random" / "diffusers", CACHE / "sd15-random" / f"converted-{args.weights}"
+    if not diffusers_dir.is_dir():
+        diffusers_dir.parent.mkdir(parents=True, exist_ok=True)
+        print("building the random-weight SD1.5 pipeline", file=sys.stderr)
+        build_diffusers_dir(diffusers_dir)
+    if not converted.is_dir():
+        convert_pipeline(diffusers_dir, converted, weights=args.weights,
+                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+    unet_mb = sum(f.stat().st_size for f in (converted / "unet").rglob("*") if f.is_file()) / 2**20
+    print(f"model: {converted} (UNet dir {unet_mb:.0f} MB, {args.weights} weights)\n")
+    print("| run | text encoder s | UNet s/step (batch 2) | VAE decode s | total s | peak RSS MB (anon + file) |")
+    print("|---|---|---|---|---|---|")
+    for limit in [None] + ([args.memlimit] if args.memlimit else []):
+        result, note = run(converted, args.steps, limit)
+        name = f"memlimit {limit}" if limit else "no limit"
+        if result is None:
+            print(f"| {name} | failed: {note} | | | | |")
+            continue
+        per_step = sum(result["steps"]) / len(result["steps"])
+        print(f"| {name} | {result['text']:.2f} | {per_step:.2f} | {result['vae']:.2f} | {result['total']:.1f} | "
+              f"{result['peak_mb']:.0f} ({result['anon_mb']:.0f} + {result['file_mb']:.0f}) |"
+              + (f" {note}" if note else ""))
+
+
+if __name__ == "__main__":
+    main()
