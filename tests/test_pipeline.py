@@ -34,7 +34,7 @@ from onnxstream.pipelines.convert_pipeline import convert_pipeline  # noqa: E402
 from onnxstream.pipelines.stable_diffusion import StableDiffusion  # noqa: E402
 from onnxstream.tokenizer import CLIPTokenizer  # noqa: E402
 
-VERSION = "1"  # bump when the tiny pipeline changes
+VERSION = "2"  # bump when the tiny pipelines change
 TOLERANCE = 2 / 255
 SAMPLER_NAMES = ["euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"]
 PROMPT, NEGATIVE = "a photo of a cat sitting on a sofa, highly detailed", "blurry, low quality"
@@ -57,29 +57,45 @@ CACHE = Path(os.environ.get("ONNXSTREAM_MODEL_CACHE", Path.home() / ".cache" / "
     f"tiny-sd-v{VERSION}-{env_key()}"
 
 
-def build_tiny_pipeline(out: Path):
+SD21_SCHEDULER = {  # stabilityai/stable-diffusion-2-1 scheduler/scheduler_config.json (768 px, v-prediction)
+    "_class_name": "DDIMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False, "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction", "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
+    "trained_betas": None}
+TURBO_SCHEDULER = {  # stabilityai/sd-turbo scheduler/scheduler_config.json
+    "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.24.0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False, "interpolation_type": "linear",
+    "num_train_timesteps": 1000, "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": False,
+    "skip_prk_steps": True, "steps_offset": 1, "timestep_spacing": "trailing", "trained_betas": None,
+    "use_karras_sigmas": False}
+
+
+def build_tiny_pipeline(out: Path, sd2=False):
+    """sd2: SD 2.x shapes - OpenCLIP-style text encoder (gelu), pad token "!", linear-projection attention
+    with per-block head dims, and SD2.1's v-prediction scheduler."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from test_tokenizer import SD15_CONFIG, original_merges_gz, write_vocab_files
+    from test_tokenizer import SD15_CONFIG, SD21_CONFIG, original_merges_gz, write_vocab_files
     from transformers import CLIPTextConfig, CLIPTextModel
     work = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
     tokenizer = transformers.CLIPTokenizer.from_pretrained(
-        str(write_vocab_files(original_merges_gz(), work / "tok", SD15_CONFIG)))
+        str(write_vocab_files(original_merges_gz(), work / "tok", SD21_CONFIG if sd2 else SD15_CONFIG)))
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64),
-                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=32, attention_head_dim=8)
+                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=32,
+                                attention_head_dim=(2, 4) if sd2 else 8, use_linear_projection=sd2)
     vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32, pad_token_id=49407,
+        max_position_embeddings=77, hidden_act="gelu" if sd2 else "quick_gelu", projection_dim=32, pad_token_id=49407,
         bos_token_id=49406, eos_token_id=49407))
     scheduler = EulerDiscreteScheduler()  # replaced below by SD1.5's scheduler config
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(work / "pipe")
-    (work / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD15_SCHEDULER))
+    (work / "pipe" / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD21_SCHEDULER if sd2 else SD15_SCHEDULER))
     os.replace(work / "pipe", out)
     shutil.rmtree(work)
 
@@ -97,7 +113,7 @@ def diffusers_dir():
 def onnx_model(diffusers_dir):
     out = CACHE / "onnx"
     if not out.is_dir():
-        convert_pipeline(diffusers_dir, out, onnx_only=True, unet_batches=(2, 1))
+        convert_pipeline(diffusers_dir, out, onnx_only=True, unet_batches=(2, 1, 4))
     return out
 
 
@@ -113,13 +129,7 @@ def engine_model(onnx_model, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="session", params=["onnxruntime", "onnxstream"])
-def model(request):
-    return request.getfixturevalue("onnx_model" if request.param == "onnxruntime" else "engine_model")
-
-
-@pytest.fixture(scope="session")
-def reference(diffusers_dir):
+def load_reference(diffusers_dir, scheduler_config=None):
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -127,7 +137,45 @@ def reference(diffusers_dir):
     txt2img.set_progress_bar_config(disable=True)
     img2img = StableDiffusionImg2ImgPipeline(**txt2img.components)
     img2img.set_progress_bar_config(disable=True)
-    return txt2img, img2img, dict(txt2img.scheduler.config)
+    return txt2img, img2img, scheduler_config or dict(txt2img.scheduler.config)
+
+
+@pytest.fixture(scope="session")
+def reference(diffusers_dir):
+    return load_reference(diffusers_dir)
+
+
+@pytest.fixture(scope="session")
+def sd2_dirs():
+    """(diffusers dir, ONNX dir) of the tiny SD 2.x (v-prediction) pipeline."""
+    src, onnx = CACHE / "sd2-diffusers", CACHE / "sd2-onnx"
+    if not src.is_dir():
+        src.parent.mkdir(parents=True, exist_ok=True)
+        build_tiny_pipeline(src, sd2=True)
+    if not onnx.is_dir():
+        convert_pipeline(src, onnx, onnx_only=True, unet_batches=(2, 1), family="sd2")
+    return src, onnx
+
+
+@pytest.fixture(scope="session")
+def sd2_engine(sd2_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sd2") / "sd2"
+    convert_pipeline(sd2_dirs[1], out, family="sd2")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["family"] == "sd2" and manifest["prediction_type"] == "v_prediction"
+    return out
+
+
+@pytest.fixture(scope="session")
+def turbo_engine(sd2_dirs, tmp_path_factory):
+    """SD-Turbo is an SD 2.1 network sampled with Euler 'trailing' timesteps and no guidance: the tiny SD2
+    parts with SD-Turbo's scheduler config."""
+    src = tmp_path_factory.mktemp("turbo") / "onnx"
+    shutil.copytree(sd2_dirs[1], src)
+    (src / "scheduler" / "scheduler_config.json").write_text(json.dumps(TURBO_SCHEDULER))
+    out = src.parent / "turbo"
+    convert_pipeline(src, out, family="sd-turbo")
+    return out
 
 
 def diffusers_scheduler(name, config):
@@ -158,7 +206,7 @@ def init_image():
     return np.stack([x, y, 0.5 + 0.5 * np.sin(6 * x * y)], axis=-1).astype(np.float32)  # smooth, in [0, 1]
 
 
-def run_reference(reference, sampler, mode, guidance, steps, latents, seed):
+def run_reference(reference, sampler, mode, guidance, steps, latents, seed, strength=0.6):
     txt2img, img2img, config = reference
     pipe = txt2img if mode == "txt2img" else img2img
     pipe.scheduler = diffusers_scheduler(sampler, config)
@@ -167,28 +215,84 @@ def run_reference(reference, sampler, mode, guidance, steps, latents, seed):
     if mode == "txt2img":
         kw["latents"] = torch.from_numpy(latents)
     else:
-        kw.update(image=init_image(), strength=0.6)
+        kw.update(image=init_image(), strength=strength)
     with torch.no_grad():
         return pipe(PROMPT, **kw).images
 
 
-@pytest.mark.parametrize("guidance", [7.5, 1.0])
-@pytest.mark.parametrize("mode", ["txt2img", "img2img"])
-@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
-def test_matches_diffusers(model, reference, sampler, mode, guidance):
-    steps, seed = 5, 1234
+def compare(model, reference, sampler, mode, guidance, steps=5, strength=0.6, name=None):
+    """Our image vs diffusers' for the same latents and per-step noise; guidance/steps None = family defaults."""
+    seed = 1234
     latents = np.random.Generator(np.random.PCG64(7)).standard_normal((1, 4, 8, 8)).astype(np.float32)
-    expected = run_reference(reference, sampler, mode, guidance, steps, latents, seed)
     sd = StableDiffusion(model)
     got = sd(PROMPT, negative_prompt=NEGATIVE, steps=steps, guidance=guidance, sampler=sampler,
              width=64, height=64, latents=latents if mode == "txt2img" else None, generator=TorchNoise(seed),
-             init_image=init_image() if mode == "img2img" else None, strength=0.6, output_type="np")
+             init_image=init_image() if mode == "img2img" else None, strength=strength, output_type="np")
+    steps, guidance = sd.last_params["steps"], sd.last_params["guidance"]
+    expected = run_reference(reference, sampler, mode, guidance, steps, latents, seed, strength)
     assert got.shape == expected.shape == (1, 64, 64, 3) and got.dtype == np.float32
     diff = float(np.abs(got - expected).max())
-    MAX_DIFFS[(Path(model).name, sampler, mode, guidance)] = diff
-    print(f"{Path(model).name} {sampler} {mode} guidance {guidance}: max abs pixel diff {diff * 255:.4f}/255")
+    key = (name or Path(model).name, sampler, mode, guidance, steps)
+    MAX_DIFFS[key] = diff
+    print(" ".join(map(str, key)), f"max abs pixel diff {diff * 255:.4f}/255")
     assert diff <= TOLERANCE
     assert expected.std() > 0.01  # a real picture, not a constant
+
+
+# Every sampler x mode x guidance on the engine; onnxruntime (the exported parts) as a reference path for two.
+MATRIX = [("onnxstream", s, m, g) for s in SAMPLER_NAMES for m in ("txt2img", "img2img") for g in (7.5, 1.0)]
+MATRIX += [("onnxruntime", "euler", "txt2img", 7.5), ("onnxruntime", "dpmpp_2m", "img2img", 1.0)]
+
+
+@pytest.mark.parametrize("backend,sampler,mode,guidance", MATRIX)
+def test_matches_diffusers(request, reference, backend, sampler, mode, guidance):
+    model = request.getfixturevalue("onnx_model" if backend == "onnxruntime" else "engine_model")
+    compare(model, reference, sampler, mode, guidance)
+
+
+@pytest.mark.parametrize("sampler,mode,guidance", [("euler", "txt2img", 7.5), ("ddim", "txt2img", 7.5),
+                                                   ("dpmpp_2m", "img2img", 7.5), ("euler_a", "txt2img", 1.0),
+                                                   ("lcm", "txt2img", 1.0)])
+def test_sd2_v_prediction_matches_diffusers(sd2_dirs, sd2_engine, sampler, mode, guidance):
+    compare(sd2_engine, load_reference(sd2_dirs[0]), sampler, mode, guidance, name="sd2")
+
+
+@pytest.mark.parametrize("steps,mode", [(None, "txt2img"), (4, "txt2img"), (2, "img2img")])
+def test_sd_turbo_matches_diffusers(sd2_dirs, turbo_engine, steps, mode):
+    """Family defaults for sd-turbo: 1 step, guidance 0 (no unconditional pass), Euler with trailing timesteps."""
+    compare(turbo_engine, load_reference(sd2_dirs[0], TURBO_SCHEDULER), "euler", mode, None, steps=steps,
+            strength=0.5, name="sd-turbo")
+
+
+def test_num_images_share_one_unet_pass_per_step(engine_model):
+    sd = StableDiffusion(engine_model)
+    kw = dict(negative_prompt=NEGATIVE, steps=3, guidance=7.5, sampler="euler_a", output_type="np")
+    batch = sd(PROMPT, num=2, seed=11, **kw)
+    singles = np.concatenate([sd(PROMPT, seed=seed, **kw) for seed in (11, 12)])
+    assert batch.shape == (2, 64, 64, 3) and np.abs(batch - singles).max() <= 1e-4
+    assert np.abs(batch[0] - batch[1]).max() > 0.05  # different seeds, different images
+
+    latents = np.random.Generator(np.random.PCG64(3)).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    kw = dict(steps=3, guidance=1.0, sampler="dpmpp_2m", output_type="np")
+    batch = sd(PROMPT, num=2, latents=latents, **kw)  # no guidance: batch 2 = the two images
+    singles = np.concatenate([sd(PROMPT, latents=latents[i:i + 1], **kw) for i in range(2)])
+    assert np.abs(batch - singles).max() <= 1e-4
+
+    # guidance 7.5, num 2: one batch-4 pass per step reads the UNet's weights exactly once
+    unet = sd.part("unet_batch4")
+    weight_bytes = sum(w.nbytes for w in unet.graph.weights)
+    run, batches, reads, last = unet.run, [], [], [unet.bytes_read]
+    unet.run = lambda feeds, *a: batches.append(feeds["sample"].shape[0]) or run(feeds, *a)
+
+    def progress(step, total, seconds):
+        reads.append(unet.bytes_read - last[0])
+        last[0] = unet.bytes_read
+
+    sd(PROMPT, negative_prompt=NEGATIVE, num=2, seed=11, steps=3, guidance=7.5, progress=progress, output_type="np")
+    assert batches == [4, 4, 4] and reads == [weight_bytes] * 3
+
+    with pytest.raises(ValueError, match="--unet-batch 6"):
+        sd(PROMPT, num=3, steps=1, guidance=7.5)
 
 
 def test_tokenizer_json_only_folder(diffusers_dir):
@@ -297,7 +401,7 @@ def test_convert_diffusers_dir_writes_manifest(onnx_model):
     manifest = json.loads((onnx_model / "manifest.json").read_text())
     assert manifest["family"] == "sd1" and manifest["prediction_type"] == "epsilon"
     assert (manifest["width"], manifest["height"], manifest["latent_channels"]) == (64, 64, 4)
-    assert manifest["unet_batches"] == {"1": "unet_batch1", "2": "unet"}
+    assert manifest["unet_batches"] == {"1": "unet_batch1", "2": "unet", "4": "unet_batch4"}
     assert (onnx_model / "tokenizer" / "vocab.json").is_file() and (onnx_model / "tokenizer" / "merges.txt").is_file()
 
 
