@@ -59,10 +59,19 @@ def _wrappers():
 
 def _export(module, args, path: Path, input_names, output_names):
     import torch
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                          input_names=input_names, output_names=output_names)
+    # The exporter's per-node ONNX shape inference serializes the whole graph and fails past protobuf's 2 GiB
+    # (the full SD1.5 UNet in fp32 is 3.4 GB); our converter infers every shape itself, so skip it there.
+    big = sum(p.numel() * p.element_size() for p in module.parameters()) > 1_900_000_000
+    saved = GLOBALS.onnx_shape_inference
+    GLOBALS.onnx_shape_inference = not big
+    try:
+        with torch.no_grad():
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                              input_names=input_names, output_names=output_names)
+    finally:
+        GLOBALS.onnx_shape_inference = saved
 
 
 def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None):
