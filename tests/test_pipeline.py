@@ -354,7 +354,7 @@ def test_cli_writes_png_with_parameters(onnx_model, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing_part", "no_manifest", "sampler", "size_multiple", "size_mismatch",
-                                  "init_image", "strength"])
+                                  "init_image", "strength", "num"])
 def test_cli_bad_input(onnx_model, tmp_path, capsys, case):
     model = tmp_path / "model"
     shutil.copytree(onnx_model, model)
@@ -363,7 +363,7 @@ def test_cli_bad_input(onnx_model, tmp_path, capsys, case):
     args = ["sd", "--model", str(model), "--prompt", "a cat", "--steps", "2", "--output", str(out)]
     expect = {"missing_part": "missing a part", "no_manifest": "not a converted pipeline",
               "sampler": "unknown sampler", "size_multiple": "multiples of 8", "size_mismatch": "converted for",
-              "init_image": "cannot read init image", "strength": "strength"}[case]
+              "init_image": "cannot read init image", "strength": "strength", "num": "--unet-batch 6"}[case]
     if case == "missing_part":
         shutil.rmtree(model / "unet")
     elif case == "no_manifest":
@@ -377,6 +377,8 @@ def test_cli_bad_input(onnx_model, tmp_path, capsys, case):
     elif case == "init_image":
         (tmp_path / "bad.png").write_bytes(b"not a png")
         args += ["--init-image", str(tmp_path / "bad.png")]
+    elif case == "num":  # guidance 7.5: batch 6, but the UNet was converted for 1, 2 and 4
+        args += ["--num", "3"]
     elif case == "strength":
         args += ["--init-image", str(tmp_path / "im.npy"), "--strength", "0.1"]
         np.save(tmp_path / "im.npy", init_image())
