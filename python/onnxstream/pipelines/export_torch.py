@@ -10,7 +10,8 @@ back to `convert_pipeline` as an "ONNX directory":
   vae_encoder/model.onnx   sample [1, 3, H, W] -> latent_parameters [1, 2C, h, w] (mean and log-variance)
 
 We use the TorchScript exporter (dynamo=False, opset 17): on diffusers' UNet it is several times faster
-than the dynamo exporter and has been the reliable path for SD for years.
+than the dynamo exporter and has been the reliable path for SD for years. Parts over 2 GB (the fp32 SD1.5
+UNet) go through the dynamo exporter (opset 18, external data), which the TorchScript one cannot write.
 """
 from __future__ import annotations
 
@@ -59,19 +60,17 @@ def _wrappers():
 
 def _export(module, args, path: Path, input_names, output_names):
     import torch
-    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The exporter's per-node ONNX shape inference serializes the whole graph and fails past protobuf's 2 GiB
-    # (the full SD1.5 UNet in fp32 is 3.4 GB); our converter infers every shape itself, so skip it there.
-    big = sum(p.numel() * p.element_size() for p in module.parameters()) > 1_900_000_000
-    saved = GLOBALS.onnx_shape_inference
-    GLOBALS.onnx_shape_inference = not big
-    try:
-        with torch.no_grad():
+    kw = dict(input_names=input_names, output_names=output_names)
+    with torch.no_grad():
+        if sum(p.numel() * p.element_size() for p in module.parameters()) > 1_900_000_000:
+            # The TorchScript exporter fails past protobuf's 2 GiB (the full SD1.5 UNet in fp32 is 3.4 GB);
+            # the dynamo exporter writes the weights as external data.
+            program = torch.onnx.export(module, args, None, dynamo=True, opset_version=18, **kw)
+            program.save(str(path), external_data=True)
+        else:
             torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                              input_names=input_names, output_names=output_names)
-    finally:
-        GLOBALS.onnx_shape_inference = saved
+                              **kw)
 
 
 def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None):
