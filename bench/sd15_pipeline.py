@@ -6,7 +6,8 @@ Builds a diffusers pipeline with the real SD1.5 configs (UNet2DConditionModel, A
 random weights, CLIP's real BPE vocabulary) and saves it with save_pretrained, converts it with
 `convert_pipeline` (exported to ONNX, then converted; all cached under ~/.cache/onnxstream/pipeline-bench), then runs one txt2img generation
 (guidance 7.5: one batch-2 UNet pass per step) in a fresh process and prints a markdown table: text encoder,
-time per UNet step, VAE decode, total, peak RSS (VmHWM of that process). With --memlimit it also runs the same
+time per UNet step, VAE decode, total, and the peak RSS of each part (VmHWM of that process, reset
+before each part through /proc/self/clear_refs). With --memlimit it also runs the same
 command under /work/shared/tools/memlimit (a cgroup limit that also charges the page cache).
 """
 from __future__ import annotations
@@ -61,23 +62,28 @@ RUNNER = textwrap.dedent("""
     start = time.perf_counter()
     from onnxstream.pipelines.stable_diffusion import StableDiffusion
     sd = StableDiffusion(model)
-    marks = {}
+    marks, peaks = {}, {}
+    def hwm_mb():
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
     encode, unet, decode = sd.encode_prompt, sd.unet, sd.vae_decode
     def timed(name, fn):
         def run(*args):
+            open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM: the peak of this part alone
             t = time.perf_counter()
             out = fn(*args)
             marks.setdefault(name, []).append(time.perf_counter() - t)
+            peaks[name] = max(peaks.get(name, 0), hwm_mb())
             return out
         return run
     sd.encode_prompt, sd.unet, sd.vae_decode = timed("text", encode), timed("unet", unet), timed("vae", decode)
     image = sd("a photo of a cat", negative_prompt="blurry", steps=steps, guidance=7.5, sampler="euler", seed=1,
                output_type="np")
     total = time.perf_counter() - start
+    peaks["all"] = max(peaks.values())  # VmHWM was reset per part; the max over parts is the run's peak
     status = dict(line.split(":", 1) for line in open("/proc/self/status"))
     mb = lambda k: int(status[k].split()[0]) / 1024
     print(json.dumps({"text": sum(marks["text"]), "steps": marks["unet"], "vae": sum(marks["vae"]), "total": total,
-                      "peak_mb": mb("VmHWM"), "anon_mb": mb("RssAnon"), "file_mb": mb("RssFile"),
+                      "peak_mb": peaks["all"], "peaks": peaks, "anon_mb": mb("RssAnon"), "file_mb": mb("RssFile"),
                       "finite": bool((image == image).all())}))
 """)
 
@@ -116,17 +122,19 @@ def main():
         convert_pipeline(onnx_dir, converted, weights=args.weights, progress=log)
     unet_mb = sum(f.stat().st_size for f in (converted / "unet").rglob("*") if f.is_file()) / 2**20
     print(f"model: {converted} (UNet dir {unet_mb:.0f} MB, {args.weights} weights)\n")
-    print("| run | text encoder s | UNet s/step (batch 2) | VAE decode s | total s | peak RSS MB (anon + file) |")
-    print("|---|---|---|---|---|---|")
+    print("| run | text encoder s | UNet s/step (batch 2) | VAE decode s | total s | peak RSS MB: text / UNet / VAE "
+          "| RSS at exit MB (anon + file) |")
+    print("|---|---|---|---|---|---|---|")
     for limit in [None] + ([args.memlimit] if args.memlimit else []):
         result, note = run(converted, args.steps, limit)
         name = f"memlimit {limit}" if limit else "no limit"
         if result is None:
-            print(f"| {name} | failed: {note} | | | | |")
+            print(f"| {name} | failed: {note} | | | | | |")
             continue
-        per_step = sum(result["steps"]) / len(result["steps"])
+        per_step, peaks = sum(result["steps"]) / len(result["steps"]), result["peaks"]
         print(f"| {name} | {result['text']:.2f} | {per_step:.2f} | {result['vae']:.2f} | {result['total']:.1f} | "
-              f"{result['peak_mb']:.0f} ({result['anon_mb']:.0f} + {result['file_mb']:.0f}) |"
+              f"{peaks['text']:.0f} / {peaks['unet']:.0f} / {peaks['vae']:.0f} | "
+              f"{result['anon_mb']:.0f} + {result['file_mb']:.0f} |"
               + (f" {note}" if note else ""))
 
 
