@@ -58,14 +58,17 @@ def _wrappers():
     return TextEncoder, UNet, VaeDecoder, VaeEncoder
 
 
+def _too_big(module) -> bool:
+    """Over protobuf's 2 GiB: the TorchScript exporter cannot write it (the full SD1.5 UNet in fp32 is 3.4 GB)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters()) > 1_900_000_000
+
+
 def _export(module, args, path: Path, input_names, output_names):
     import torch
     path.parent.mkdir(parents=True, exist_ok=True)
     kw = dict(input_names=input_names, output_names=output_names)
     with torch.no_grad():
-        if sum(p.numel() * p.element_size() for p in module.parameters()) > 1_900_000_000:
-            # The TorchScript exporter fails past protobuf's 2 GiB (the full SD1.5 UNet in fp32 is 3.4 GB);
-            # the dynamo exporter writes the weights as external data.
+        if _too_big(module):  # the dynamo exporter writes the weights as external data
             program = torch.onnx.export(module, args, None, dynamo=True, opset_version=18, **kw)
             program.save(str(path), external_data=True)
         else:
@@ -108,7 +111,11 @@ def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(
     del vae
 
     unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32).eval()
-    unet.set_default_attn_processor()  # plain attention (no SDPA kernel) exports to plain MatMul/Softmax
+    if not _too_big(unet):
+        # TorchScript: plain attention exports to plain MatMul/Softmax. The dynamo exporter instead turns that
+        # processor's baddbmm into an expanded [B*heads, n, n] zero tensor that defeats attention fusion, but
+        # decomposes SDPA (diffusers' default processor) into the MatMul/Softmax/MatMul the converter fuses.
+        unet.set_default_attn_processor()
     for i, batch in enumerate(unet_batches):
         name = "unet" if i == 0 else f"unet_batch{batch}"
         log(f"exporting {name} (batch {batch})")
