@@ -341,8 +341,7 @@ def test_cli_writes_png_with_parameters(onnx_model, tmp_path):
     cmd = [sys.executable, "-m", "onnxstream", "sd", "--model", str(onnx_model), "--prompt", PROMPT,
            "--negative-prompt", NEGATIVE, "--steps", "4", "--seed", "5", "--sampler", "dpmpp_2m_karras",
            "--output", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "python")}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     text = png_text(out)
     assert text["prompt"] == PROMPT and text["negative_prompt"] == NEGATIVE and text["seed"] == "5"
@@ -351,6 +350,29 @@ def test_cli_writes_png_with_parameters(onnx_model, tmp_path):
                                            sampler="dpmpp_2m_karras", output_type="np")[0]
     with PIL.open(out) as im:
         assert np.array_equal(np.asarray(im), (expected * 255).round().astype(np.uint8))
+
+
+def test_board_needs_only_numpy_and_onnxstream(engine_model, tmp_path):
+    """`onnxstream sd` on a converted model with torch, onnx, onnxruntime, diffusers and transformers unimportable."""
+    out = tmp_path / "board.png"
+    blocked = ("torch", "onnx", "onnxruntime", "diffusers", "transformers", "PIL")
+    code = ("import sys\n"
+            f"for name in {blocked!r}:\n    sys.modules[name] = None  # any import of it now fails\n"
+            "from onnxstream.cli import main\nsys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "sd", "--model", str(engine_model), "--prompt", PROMPT,
+                             "--steps", "3", "--seed", "9", "--output", str(out)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = StableDiffusion(engine_model)(PROMPT, steps=3, seed=9, output_type="np")[0]
+    assert png_pixels(out).shape == expected.shape
+    assert np.array_equal(png_pixels(out), (expected * 255).round().astype(np.uint8))
+
+
+def png_pixels(path):
+    """A PNG's RGB pixels, read with Pillow in the test process."""
+    PIL = pytest.importorskip("PIL.Image")
+    with PIL.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 @pytest.mark.parametrize("case", ["missing_part", "no_manifest", "sampler", "size_multiple", "size_mismatch",
