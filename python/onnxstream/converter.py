@@ -18,7 +18,7 @@ from .runtime.ops.common import contiguous
 from . import _core, packing
 from .fusion import fuse_attention, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
-from .runtime.ops import OPS
+from .runtime.ops import OPS, op_kwargs
 
 MIN_OPSET = 13
 INLINE_BYTES = 256            # constants up to this size live in graph.json; larger ones are streamed weights
@@ -240,14 +240,7 @@ def _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs) -> dict[st
 
 
 def _evaluate(node: Node, args: list, opset: int):
-    fn = OPS[node.op]
-    kwargs = dict(node.attrs)
-    params = inspect.signature(fn).parameters
-    if "_num_results" in params:
-        kwargs["_num_results"] = len(node.outputs)
-    if "_opset" in params:
-        kwargs["_opset"] = opset
-    result = fn(*args, **kwargs)
+    result = OPS[node.op](*args, **op_kwargs(node.op, node.attrs, len(node.outputs), opset))
     return tuple(np.asarray(r) for r in result) if isinstance(result, tuple) else (np.asarray(result),)
 
 

@@ -6,7 +6,6 @@ value whose last reader has run, so memory holds live activations plus the weigh
 """
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ import numpy as np
 from .. import _core
 from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
 from ..packing import Panels
-from .ops import FLOAT16_WEIGHT_OPS, OPS
+from .ops import FLOAT16_WEIGHT_OPS, OPS, op_kwargs
 from .ops.common import cast
 
 DEFAULT_PREFETCH_BYTES = 32 << 20  # enough to overlap reading with compute; more only costs RAM
@@ -73,14 +72,7 @@ class Session:
     # ------------------------------------------------------------ running
 
     def _bind(self, node):
-        fn = OPS[node.op]
-        params = inspect.signature(fn).parameters
-        kwargs = dict(node.attrs)
-        if "_num_results" in params:
-            kwargs["_num_results"] = len(node.outputs)
-        if "_opset" in params:
-            kwargs["_opset"] = self.graph.opset
-        return fn, kwargs
+        return OPS[node.op], op_kwargs(node.op, node.attrs, len(node.outputs), self.graph.opset)
 
     def _weight(self, name: str, op: str) -> np.ndarray:
         w = self.graph.weights[self._weight_ids[name]]

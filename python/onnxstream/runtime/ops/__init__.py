@@ -7,3 +7,16 @@ OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, r
 
 # Ops whose weight input may stay float16: their kernels convert it on the fly.
 FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled"}
+
+
+def op_kwargs(op: str, attrs: dict, num_outputs: int, opset: int) -> dict:
+    """The keyword arguments OPS[op] is called with: its attributes, plus the two facts some ops need that are
+    not attributes (Split's output count, the model's opset for GroupNormalization)."""
+    import inspect
+    params = inspect.signature(OPS[op]).parameters
+    kwargs = dict(attrs)
+    if "_num_results" in params:
+        kwargs["_num_results"] = num_outputs
+    if "_opset" in params:
+        kwargs["_opset"] = opset
+    return kwargs

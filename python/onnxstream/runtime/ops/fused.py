@@ -49,7 +49,7 @@ def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):
 
 def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
     """Run a chain of row-local ops (see fusion.fuse_row_tiles) on `rows` rows of x at a time."""
-    from . import OPS
+    from . import OPS, op_kwargs
     from .common import cast, contiguous
     matmul_weights = {n["inputs"][1] for n in nodes if n["op"] == "MatMul"}
     env_weights = {name: (value if name in matmul_weights or value.dtype != np.float16 else cast(value, np.float32))
@@ -61,9 +61,7 @@ def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
         env = dict(env_weights)
         env[input] = x2[r:r + rows].reshape(lead + (-1, x.shape[-1]))
         for node in nodes:
-            kwargs = dict(node["attrs"])
-            if node["op"] == "Split":
-                kwargs["_num_results"] = len(node["outputs"])
+            kwargs = op_kwargs(node["op"], node["attrs"], len(node["outputs"]), opset=0)  # no row-local op reads it
             result = OPS[node["op"]](*[env[n] if n else None for n in node["inputs"]], **kwargs)
             for name, value in zip(node["outputs"], result if isinstance(result, tuple) else (result,)):
                 env[name] = value
