@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import best_seconds
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 CASES = [  # name, (B, H, M, N, D), causal mask
@@ -26,15 +28,6 @@ CASES = [  # name, (B, H, M, N, D), causal mask
 ]
 
 
-def best_seconds(fn, clock, min_time=1.0):
-    fn()  # warm up
-    best, spent = float("inf"), 0.0
-    while spent < min_time:
-        t = clock()
-        fn()
-        dt = clock() - t
-        best, spent = min(best, dt), spent + dt
-    return best
 
 
 def main():
@@ -71,10 +64,10 @@ def main():
         qs, kts = q * s, np.ascontiguousarray((k * s).transpose(0, 1, 3, 2))
         mask4 = None if mask is None else np.broadcast_to(mask, (b, h, m, n))
         y = np.empty((b, h, m, d), np.float32)
-        ours = best_seconds(lambda: _core.attention(qs, kts, v, mask4, y, False), clock)
+        ours = best_seconds(lambda: _core.attention(qs, kts, v, mask4, y, False), clock, min_time=1.0)
         ref = sess.run(None, feeds)[0]
         err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
-        theirs = best_seconds(lambda: sess.run(None, feeds), clock)
+        theirs = best_seconds(lambda: sess.run(None, feeds), clock, min_time=1.0)
         flop = 2.0 * b * h * m * n * (d + d)
         print(f"| {name} | {b},{h},{m},{n},{d} | {ours * 1e3:.1f} | {flop / ours / 1e9:.1f} | {theirs * 1e3:.1f} | "
               f"{flop / theirs / 1e9:.1f} | {theirs / ours:.2f}x | {err:.1e} |")

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from timing import best_seconds
+
 SHAPES = [  # (N, C, H=W, M, kernel, stride)
     (2, 320, 64, 320, 3, 1),
     (2, 640, 32, 640, 3, 1),
@@ -30,15 +32,6 @@ SHAPES = [  # (N, C, H=W, M, kernel, stride)
 IMPLS = ["onnxruntime", "ours-f32", "ours-f16"]
 
 
-def best_seconds(fn, clock, min_time=0.6):
-    fn()  # warm up: thread pools, page faults, scratch
-    best, spent = float("inf"), 0.0
-    while spent < min_time:
-        t = clock()
-        fn()
-        dt = clock() - t
-        best, spent = min(best, dt), spent + dt
-    return best
 
 
 def onnxruntime_conv(x, w, b, stride, threads):

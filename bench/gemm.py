@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from timing import best_seconds
+
 SHAPES = [  # (M, K, N): UNet attention/feed-forward projections at 64x64 latents and the text context
     (4096, 320, 320),
     (4096, 320, 2560),
@@ -32,15 +34,6 @@ SHAPES = [  # (M, K, N): UNet attention/feed-forward projections at 64x64 latent
 IMPLS = ["openblas", "ours-f32", "ours-f16"]
 
 
-def best_seconds(fn, clock, min_time=0.6):
-    fn()  # warm up: thread pools, page faults, packing scratch
-    best, spent = float("inf"), 0.0
-    while spent < min_time:
-        t = clock()
-        fn()
-        dt = clock() - t
-        best, spent = min(best, dt), spent + dt
-    return best
 
 
 def openblas_call(threads):
