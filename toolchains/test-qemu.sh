@@ -90,8 +90,15 @@ smoke() {  # install wheel $1 for platform $plat and run the smoke model on the 
 
 # The reference run on this machine (needs the native module: an in-place build, see README).
 smoke_dir=$cache/smoke
+# The reference run on this machine needs the native module next to the sources: build it there if missing.
+if ! PYTHONPATH=$repo/python "$PYTHON" -c "import onnxstream._core" 2>/dev/null; then
+  echo "-- building the native module in place for the reference run" >&2
+  cmake -S "$repo" -B "$repo/build" -G Ninja -DONNXSTREAM_INPLACE=ON -DSKBUILD_PROJECT_NAME=onnxstream \
+    -DSKBUILD_PROJECT_VERSION=0.1.0 -Dpybind11_DIR="$("$PYTHON" -m pybind11 --cmakedir)" >&2 &&
+    ninja -C "$repo/build" _core >&2 || fail "building the native module in place"
+fi
 PYTHONPATH=$repo/python "$PYTHON" "$repo/tests/cross/smoke.py" make "$smoke_dir" >&2 ||
-  fail "smoke model on the build machine (build the native module in place first: see toolchains/README.md)"
+  fail "smoke model on the build machine"
 
 for t in $targets; do
   target_vars "$t"
