@@ -88,7 +88,6 @@ smoke() {  # install wheel $1 for platform $plat and run the smoke model on the 
     "$repo/tests/cross/smoke.py" check "$smoke_dir" >&2 || fail "smoke test of $t wheel"
 }
 
-# The reference run on this machine (needs the native module: an in-place build, see README).
 smoke_dir=$cache/smoke
 # The reference run on this machine needs the native module next to the sources: build it there if missing.
 if ! PYTHONPATH=$repo/python "$PYTHON" -c "import onnxstream._core" 2>/dev/null; then
