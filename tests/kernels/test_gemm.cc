@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cpu.h"
+#include "kernel_report.h"
 #include "gemm_tester.h"
 
 using namespace onnxstream;
@@ -49,21 +50,8 @@ static bool test_packw(const PackwKernel& uk) {
 }
 
 int main() {
-  int passed = 0, failed = 0, skipped = 0;
-  auto report = [&](const char* name, uint32_t isa, bool (*run)(const void*), const void* uk) {
-    if (!cpu_has(isa)) {
-      std::printf("SKIP %s (CPU lacks %s)\n", name, isa_name(isa));
-      skipped++;
-      return;
-    }
-    bool ok = run(uk);
-    std::printf("%s %s\n", ok ? "PASS" : "FAIL", name);
-    (ok ? passed : failed)++;
-  };
-  for (const GemmKernel& uk : kGemmKernels)
-    report(uk.name, uk.isa, [](const void* p) { return test_gemm(*static_cast<const GemmKernel*>(p)); }, &uk);
-  for (const PackwKernel& uk : kPackwKernels)
-    report(uk.name, uk.isa, [](const void* p) { return test_packw(*static_cast<const PackwKernel*>(p)); }, &uk);
-  std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  return failed ? 1 : 0;
+  KernelReport report;
+  for (const GemmKernel& uk : kGemmKernels) report.run(uk.name, uk.isa, [&] { return test_gemm(uk); });
+  for (const PackwKernel& uk : kPackwKernels) report.run(uk.name, uk.isa, [&] { return test_packw(uk); });
+  return report.finish();
 }

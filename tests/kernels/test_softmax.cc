@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu.h"
+#include "kernel_report.h"
 #include "kernels/microkernels.h"
 
 using namespace onnxstream;
@@ -89,21 +90,8 @@ static bool test_exp(const ExpKernel& uk) {
 }
 
 int main() {
-  int passed = 0, failed = 0, skipped = 0;
-  auto report = [&](const char* name, uint32_t isa, bool (*run)(const void*), const void* uk) {
-    if (!cpu_has(isa)) {
-      std::printf("SKIP %s (CPU lacks %s)\n", name, isa_name(isa));
-      skipped++;
-      return;
-    }
-    bool ok = run(uk);
-    std::printf("%s %s\n", ok ? "PASS" : "FAIL", name);
-    (ok ? passed : failed)++;
-  };
-  for (const RmaxKernel& uk : kRmaxKernels)
-    report(uk.name, uk.isa, [](const void* p) { return test_rmax(*static_cast<const RmaxKernel*>(p)); }, &uk);
-  for (const ExpKernel& uk : kExpKernels)
-    report(uk.name, uk.isa, [](const void* p) { return test_exp(*static_cast<const ExpKernel*>(p)); }, &uk);
-  std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  return failed ? 1 : 0;
+  KernelReport report;
+  for (const RmaxKernel& uk : kRmaxKernels) report.run(uk.name, uk.isa, [&] { return test_rmax(uk); });
+  for (const ExpKernel& uk : kExpKernels) report.run(uk.name, uk.isa, [&] { return test_exp(uk); });
+  return report.finish();
 }
