@@ -159,6 +159,8 @@ def test_row_tiled_feed_forward_matches_onnxruntime(weights, split_axis, tmp_pat
         round_weights_to_fp16(model)
     feeds = {"x": np.random.default_rng(1).standard_normal((2, 1024, 320)).astype(np.float32)}
     out = onnxstream.convert(path, tmp_path / "m", weights=weights)
-    assert [n.op for n in load_graph(out).nodes] == ["FusedRowTiled"]
+    graph = load_graph(out)
+    assert [n.op for n in graph.nodes] == ["FusedRowTiled"]
+    assert {w.name for w in graph.weights if w.layout} == {"w1", "w2"}  # packed once at convert time
     got = onnxstream.Session(out).run(feeds)["y"]
     assert rel_l2(got, onnxruntime_outputs(model, feeds)["y"]) < 1e-5

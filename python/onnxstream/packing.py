@@ -47,8 +47,9 @@ def pack_conv(w: np.ndarray, group: int) -> np.ndarray:
 
 
 def packable(nodes) -> dict[str, tuple]:
-    """Weight name -> use, for weights read only as the B of MatMul, the B of Gemm (use ("gemm", transB)) or the W
-    of Conv (use ("conv", group)), always with the same meaning; a weight read any other way keeps its layout."""
+    """Weight name -> use, for weights read only as the B of MatMul (also inside FusedRowTiled), the B of Gemm
+    (use ("gemm", transB)) or the W of Conv (use ("conv", group)), always with the same meaning; a weight read any
+    other way keeps its layout."""
     uses: dict[str, set] = {}
     for node in nodes:
         for i, name in enumerate(node.inputs):
@@ -59,6 +60,11 @@ def packable(nodes) -> dict[str, tuple]:
                 use = ("gemm", 0)
             elif node.op == "Gemm" and i == 1:
                 use = ("gemm", int(node.attrs.get("transB", 0)))
+            elif node.op == "FusedRowTiled" and i > 0:
+                # Packed once here, instead of by every row tile's MatMul.
+                inner = [(n["op"], j) for n in node.attrs["nodes"] for j, x in enumerate(n["inputs"]) if x == name]
+                if all(op == "MatMul" and j == 1 for op, j in inner):
+                    use = ("gemm", 0)
             if name:
                 uses.setdefault(name, set()).add(use)
     return {name: next(iter(u)) for name, u in uses.items() if len(u) == 1 and None not in u}
