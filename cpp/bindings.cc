@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "malloc_policy.h"
 #include "ops/elementwise.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
@@ -95,6 +96,7 @@ Window window(const std::array<int64_t, 3>& kernel, const std::array<int64_t, 3>
 PYBIND11_MODULE(_core, m) {
   m.doc() = "onnxstream C++ core: kernels and the weight reader";
   py::register_exception<Error>(m, "CoreError", PyExc_ValueError);
+  use_malloc_policy();
 
   m.def("set_num_threads", &set_num_threads, "Worker threads for kernels (<= 0: all cores)");
   m.def("num_threads", &num_threads);

@@ -168,9 +168,15 @@ def _reraisable(e: Exception) -> bool:
         return False
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _trace(node, values, seconds, level):
     shapes = [tuple(values[n].shape) if n in values else "?" for n in node.outputs if n]
-    line = f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  -> {shapes}"
+    line = (f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  rss {_rss_mb():6.1f} MB"
+            f"  -> {shapes}")
     if level >= 2:
         for n in node.outputs:
             v = values.get(n)
