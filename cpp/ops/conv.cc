@@ -230,7 +230,7 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
       const int64_t in = t % nn, ip = t / nn % p_tiles, gi = t / (nn * p_tiles) % group, n = t / (nn * p_tiles * group);
       ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1],
                     panels + (size_t)(gi * group_elems) * w_size, bias ? bias->ptr<float>() + gi * Mg : nullptr,
-                    out + (n * M + gi * Mg) * P};
+                    out + n * y.strides[0] / 4 + gi * Mg * P};
       const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
       const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
       const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);
@@ -245,7 +245,10 @@ int64_t check_conv(const Tensor& x, DType w_dtype, int64_t M, const Tensor* bias
   check(x.ndim == 5 && y.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
   check(x.dtype == DType::f32 && y.dtype == DType::f32, "conv: input and output must be float32");
   check(w_dtype == DType::f32 || w_dtype == DType::f16, "conv: weights must be float32 or float16");
-  check(y.contiguous(), "conv: output must be contiguous");
+  // Batch items may be apart (y a channel block of a wider output, written one weight block at a time).
+  check(y.shape[0] <= 1 || y.strides[0] % 4 == 0, "conv: output must be float-aligned");
+  check(y.shape[1] <= 1 || y.strides[1] == y.shape[2] * y.shape[3] * y.shape[4] * 4, "conv: output channels must be contiguous");
+  check(flat_pixels(y) && (y.shape[4] <= 1 || y.strides[4] == 4), "conv: output pixels must be contiguous");
   check(x.strides[3] % 4 == 0 && reinterpret_cast<uintptr_t>(x.data) % 4 == 0, "conv: input must be float-aligned");
   check_window(win);
   const int64_t N = x.shape[0], C = x.shape[1];

@@ -27,7 +27,8 @@ struct GemmProblem {
   int64_t w_k, w_n;            // byte strides
   size_t w_size;               // bytes per weight element
   const float* bias;           // [N] or null
-  float* y;                    // [M, N] contiguous
+  float* y;                    // [M, N], rows ldy floats apart
+  int64_t ldy;
 };
 
 // Output rows [m0, m1) x columns [n0, n1) of one batch; scratch is this thread's.
@@ -62,7 +63,7 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
         for (int64_t n = nb; n < nb + nc; n += NR) {
           const void* wp = p.panels ? p.panels + (size_t)((n / kPanelWidth * p.K + kb) * kPanelWidth) * p.w_size
                                     : packed + (size_t)((n - nb) * kc) * p.w_size;  // panel (n - nb) / 16
-          ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.N + n, p.N * 4,
+          ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.ldy + n, p.ldy * 4,
                   kb == 0 && p.bias ? p.bias + n : nullptr, kb > 0);
         }
       }
@@ -77,15 +78,19 @@ void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const ch
   check(w_dtype == DType::f32 || w_dtype == DType::f16, "matmul: weights must be float32 or float16");
   const int64_t B = y.shape[0], M = y.shape[1];
   check(a.shape[1] == M && a.shape[2] == K && a.shape[0] == B && y.shape[2] == N, "matmul: shapes do not line up");
-  check(y.contiguous(), "matmul: output must be contiguous");
+  // Rows may be apart (y a column block of a wider output, written one weight block at a time).
+  check(y.strides[2] == 4 && y.strides[1] % 4 == 0 && y.strides[0] % 4 == 0 && y.strides[1] >= N * 4,
+        "matmul: output rows must be contiguous floats");
+  const int64_t ldy = y.strides[1] / 4, y_batch = y.strides[0] / 4;
   if (bias)
     check(bias->dtype == DType::f32 && bias->numel() == N && bias->contiguous(), "matmul: bias must be [N] float32");
   float* out = y.ptr<float>();
   const float* bias_data = bias ? bias->ptr<float>() : nullptr;
   if (B * M * N == 0) return;
   if (K == 0) {  // empty sum: y = bias
-    for (int64_t r = 0; r < B * M; r++)
-      for (int64_t n = 0; n < N; n++) out[r * N + n] = bias_data ? bias_data[n] : 0.0f;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) out[b * y_batch + m * ldy + n] = bias_data ? bias_data[n] : 0.0f;
     return;
   }
 
@@ -111,7 +116,7 @@ void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const ch
       GemmProblem p{M, N, K,
                     static_cast<const char*>(a.data) + b * a.strides[0], a.strides[1], a.strides[2], a_direct,
                     w ? w + b * w_strides[0] : nullptr, panels, w ? w_strides[1] : 0, w ? w_strides[2] : 0,
-                    dtype_size(w_dtype), bias_data, out + b * M * N};
+                    dtype_size(w_dtype), bias_data, out + b * y_batch, ldy};
       // Split tiles (not rows) evenly so only the last block has a partial tile.
       const int64_t m0 = std::min(M, m_tiles * im / nm * MR), m1 = std::min(M, m_tiles * (im + 1) / nm * MR);
       const int64_t n0 = std::min(N, n_panels * in / nn * NR), n1 = std::min(N, n_panels * (in + 1) / nn * NR);

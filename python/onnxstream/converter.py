@@ -334,6 +334,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             used.append(name)
     gather_only = _gather_tables(nodes)
     gemm_operands = packing.packable(nodes)
+    row_tiled = {n for node in nodes if node.op == "FusedRowTiled" for n in node.inputs[1:]}  # read whole per tile
     constants, weights = {}, []
     for name in used:
         a = consts[name]
@@ -347,6 +348,8 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
                 w.rows_per_block = max(1, ROW_BLOCK_BYTES // max(row_bytes, 1))
             if name in gemm_operands:
                 packing.mark(w, gemm_operands[name])
+                if name not in row_tiled:
+                    packing.split_columns(w)
             weights.append(w)
     out_infos = []
     for o in model.graph.output:
@@ -391,12 +394,19 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
             f.write(weights_header(len(graph.weights)))
             for w in graph.weights:
                 data = contiguous(consts[w.name].astype(np.dtype(w.dtype), copy=False))
-                if w.layout:
-                    data = packing.pack(data, w)
                 pos = f.tell()
                 pad = (-pos) % ALIGN
                 f.write(b"\0" * pad)
-                w.offset, w.nbytes = pos + pad, data.nbytes
+                w.offset = pos + pad
+                if w.layout:
+                    blocks = packing.pack(data, w)
+                    w.nbytes = sum(b.nbytes for b in blocks)
+                    hashes = [int(_core.xxh64(b.view(np.uint8))) for b in blocks]
+                    w.hash, w.block_hashes = (0, hashes) if w.cols_per_block else (hashes[0], [])
+                    for b in blocks:
+                        f.write(memoryview(b.view(np.uint8)))
+                    continue
+                w.nbytes = data.nbytes
                 w.hash = int(_core.xxh64(data.reshape(-1).view(np.uint8)))
                 if w.rows_per_block:
                     blocks = data.reshape(data.shape[0], -1)

@@ -56,6 +56,7 @@ class Weight:
     k: int = 0
     n: int = 0
     transposed: bool = False         # the ONNX tensor is that operand transposed ([n, k]: Gemm transB=1)
+    cols_per_block: int = 0          # > 0: packed as column blocks of this many columns, one checksum each
 
 
 @dataclass

@@ -2,17 +2,23 @@
 (layout defined once, in C++: _core.pack_gemm_b), so a run never repacks.
 
 A packed weight keeps its ONNX shape in the weight table plus layout "gemm_b_panels16" with the logical K, N of
-its [K, N] operand (per group for Conv); the runtime hands it to ops as a `Panels`.
+its [K, N] operand (per group for Conv); the runtime hands it to ops as a `Panels`. A big one is stored as column
+blocks (cols_per_block columns each, packed on their own, so each is a byte range holding whole panels): the
+runtime hands it over as `PanelBlocks`, which reads one block at a time while the op computes those output columns.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from . import _core
 
 LAYOUT = "gemm_b_panels16"
+# Packed weights above this are stored as column blocks: the biggest SD1.5 UNet conv (59 MB in fp16) would
+# otherwise be whole in memory while it runs.
+COLUMN_BLOCK_BYTES = 4 << 20
 
 
 @dataclass
@@ -30,6 +36,33 @@ class Panels:
     @property
     def ndim(self):
         return len(self.shape)
+
+    def blocks(self):
+        """(n0, n1, panels of columns [n0, n1)): here one block."""
+        yield 0, self.n, self.data
+
+
+@dataclass
+class PanelBlocks:
+    """A constant weight packed as column blocks, read from disk one block at a time by fetch(i) -> 1-D panels."""
+    shape: tuple
+    k: int
+    n: int
+    dtype: np.dtype
+    cols_per_block: int
+    fetch: Callable[[int], np.ndarray]
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def blocks(self):
+        """(n0, n1, panels of columns [n0, n1)) for each block in order; the caller drops each before the next."""
+        for i, n0 in enumerate(range(0, self.n, self.cols_per_block)):
+            yield n0, min(self.n, n0 + self.cols_per_block), self.fetch(i)
+
+
+PACKED = (Panels, PanelBlocks)
 
 
 def pack_gemm_b(b: np.ndarray) -> np.ndarray:
@@ -85,10 +118,33 @@ def mark(w, use: tuple) -> None:
     w.layout = LAYOUT
 
 
-def pack(a: np.ndarray, w) -> np.ndarray:
-    """The bytes to store for the weight a of table entry w (marked by mark())."""
+def split_columns(w) -> None:
+    """Give a big packed single-group weight (marked by mark()) column blocks of about COLUMN_BLOCK_BYTES."""
+    if w.layout != LAYOUT or (len(w.shape) >= 3 and w.shape[0] != w.n):
+        return
+    column_bytes = w.k * np.dtype(w.dtype).itemsize
+    cols = max(16, COLUMN_BLOCK_BYTES // column_bytes // 16 * 16)
+    if cols < w.n:
+        w.cols_per_block = int(cols)
+
+
+def block_nbytes(w, n0: int, n1: int) -> int:
+    """Stored bytes of the column block [n0, n1) of a packed weight."""
+    return -(-(n1 - n0) // 16) * 16 * w.k * np.dtype(w.dtype).itemsize * (w.shape[0] // w.n if len(w.shape) >= 3 else 1)
+
+
+def column_blocks(w) -> list[tuple[int, int]]:
+    step = w.cols_per_block or w.n
+    return [(n0, min(w.n, n0 + step)) for n0 in range(0, w.n, step)]
+
+
+def pack(a: np.ndarray, w) -> list[np.ndarray]:
+    """The arrays to store, one per column block, for the weight a of table entry w (marked by mark())."""
     if w.layout != LAYOUT:
         raise ValueError(f"weight {w.name}: unknown layout {w.layout!r}")
     if len(w.shape) >= 3:
-        return pack_conv(a, group=w.shape[0] // w.n)
-    return pack_gemm_b(a.T if w.transposed else a)
+        if not w.cols_per_block:
+            return [pack_conv(a, group=w.shape[0] // w.n)]
+        return [pack_conv(a[n0:n1], group=1) for n0, n1 in column_blocks(w)]
+    b = a.T if w.transposed else a
+    return [pack_gemm_b(b[:, n0:n1]) for n0, n1 in column_blocks(w)]

@@ -15,11 +15,11 @@ import numpy as np
 
 from .. import _core
 from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
-from ..packing import Panels
-from .ops import FLOAT16_WEIGHT_OPS, OPS, op_kwargs
+from .. import packing
+from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
 
-DEFAULT_PREFETCH_BYTES = 32 << 20  # enough to overlap reading with compute; more only costs RAM
+DEFAULT_PREFETCH_BYTES = 16 << 20  # enough to overlap reading with compute; more only costs RAM
 
 
 class InputError(ValueError):
@@ -39,13 +39,25 @@ class Session:
         path = self.model_dir / WEIGHTS_FILE
         if weights and not path.is_file():
             raise ModelFormatError(f"{self.model_dir} is incomplete: {WEIGHTS_FILE} is missing")
-        self._reader = _core.WeightReader(str(path), [w.name for w in weights], [w.offset for w in weights],
-                                          [w.nbytes for w in weights], [w.hash for w in weights],
-                                          prefetch_bytes) if weights else None
-        self._weight_ids = {w.name: i for i, w in enumerate(weights)}
+        # Reader items: one per weight, or one per column block of a weight stored in blocks.
+        items, self._item_ids = [], {}
+        for w in weights:
+            self._item_ids[w.name] = list(range(len(items), len(items) + max(1, len(w.block_hashes))))
+            if w.cols_per_block:
+                offset = w.offset
+                for (n0, n1), h in zip(packing.column_blocks(w), w.block_hashes):
+                    items.append((f"{w.name}[{n0}:{n1}]", offset, packing.block_nbytes(w, n0, n1), h))
+                    offset += items[-1][2]
+            else:
+                items.append((w.name, w.offset, w.nbytes, w.hash))
+        self._reader = _core.WeightReader(str(path), *map(list, zip(*items)), prefetch_bytes) if items else None
+        self._weights = {w.name: w for w in weights}
         self._row_tables = {w.name for w in weights if w.rows_per_block}
-        self._read_order = [self._weight_ids[n] for node in self.graph.nodes for n in node.inputs
-                            if n in self._weight_ids and n not in self._row_tables]
+        self._read_order = []
+        for node in self.graph.nodes:  # a node's whole weights are fetched with its inputs, its blocks as it runs
+            streamed = [n for n in node.inputs if n in self._item_ids and n not in self._row_tables]
+            for n in sorted(streamed, key=lambda n: self._weights[n].cols_per_block > 0):
+                self._read_order += self._item_ids[n]
         last = self.graph.last_uses()
         self._frees = [[] for _ in self.graph.nodes]
         for name, i in last.items():
@@ -75,10 +87,14 @@ class Session:
         return OPS[node.op], op_kwargs(node.op, node.attrs, len(node.outputs), self.graph.opset)
 
     def _weight(self, name: str, op: str) -> np.ndarray:
-        w = self.graph.weights[self._weight_ids[name]]
-        raw = self._reader.get(self._weight_ids[name])
+        w = self._weights[name]
+        ids = self._item_ids[name]
+        if w.cols_per_block:  # read block by block while the op runs
+            return packing.PanelBlocks(tuple(w.shape), w.k, w.n, np.dtype(w.dtype), w.cols_per_block,
+                                       lambda i: self._reader.get(ids[i]).view(np.dtype(w.dtype)))
+        raw = self._reader.get(ids[0])
         if w.layout:
-            return Panels(raw.view(np.dtype(w.dtype)), tuple(w.shape), w.k, w.n)
+            return packing.Panels(raw.view(np.dtype(w.dtype)), tuple(w.shape), w.k, w.n)
         array = raw.view(np.dtype(w.dtype)).reshape(w.shape)
         if array.dtype == np.float16 and op not in FLOAT16_WEIGHT_OPS:
             array = cast(array, np.float32)
@@ -86,19 +102,36 @@ class Session:
 
     def _gathered_rows(self, name: str, indices: np.ndarray) -> list:
         """Gather's (table, indices) with only the rows the indices name read from disk."""
-        w = self.graph.weights[self._weight_ids[name]]
+        w = self._weights[name]
         rows = w.shape[0]
         wrapped = np.where(indices < 0, indices + rows, indices).astype(np.int64)
         if wrapped.size and (wrapped.min() < 0 or wrapped.max() >= rows):
             raise IndexError(f"Gather index out of range for table '{name}' of {rows} rows")
         unique, remapped = np.unique(wrapped, return_inverse=True)
         row_nbytes = w.nbytes // rows
-        raw = self._reader.read_rows(self._weight_ids[name], row_nbytes, w.rows_per_block, w.block_hashes,
+        raw = self._reader.read_rows(self._item_ids[name][0], row_nbytes, w.rows_per_block, w.block_hashes,
                                      unique.tolist())
         table = raw.view(np.dtype(w.dtype)).reshape([len(unique)] + w.shape[1:])
         if table.dtype == np.float16:
             table = cast(table, np.float32)
         return [table, remapped.reshape(indices.shape)]
+
+    def _donor(self, node, i: int, args: list, values: dict):
+        """An input of node i that dies here and that nothing else references: the op may write its result over it
+        (a residual Add at SD1.5's 64x64 level then needs no third 10 MB buffer)."""
+        for j, name in enumerate(node.inputs):
+            if name not in self._frees[i] or not isinstance(args[j], np.ndarray):
+                continue
+            if not (args[j].flags.writeable and args[j].flags.c_contiguous):
+                continue
+            # References to the array: values, args and getrefcount's argument; to a view's base: the view's and
+            # getrefcount's (so no other value shares the memory).
+            if sys.getrefcount(args[j]) != 3:
+                continue
+            if args[j].base is None or (isinstance(args[j].base, np.ndarray) and args[j].base.base is None
+                                        and sys.getrefcount(args[j].base) == 2 and args[j].base.nbytes == args[j].nbytes):
+                return args[j]
+        return None
 
     def _check_feeds(self, feeds: dict) -> dict:
         expected = {v.name: v for v in self.graph.inputs}
@@ -137,8 +170,9 @@ class Session:
                 else:
                     args = [None if not n else (values[n] if n in values else self._weight(n, node.op))
                             for n in node.inputs]
+                donor = self._donor(node, i, args, values) if node.op in IN_PLACE_OPS else None
                 try:
-                    result = fn(*args, **kwargs)
+                    result = fn(*args, **kwargs) if donor is None else fn(*args, _out=donor, **kwargs)
                 except Exception as e:
                     if _reraisable(e):
                         raise type(e)(f"{node.op} node '{node.name}': {e}") from e
@@ -147,7 +181,7 @@ class Session:
                 for name, value in zip(node.outputs, results):
                     if name:
                         values[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
-                del args, result, results
+                del args, result, results, donor, value  # (no stray references: see _donor)
                 if self._debug:
                     _trace(node, values, time.perf_counter() - start, self._debug)
                 for name in self._frees[i]:
@@ -168,14 +202,16 @@ def _reraisable(e: Exception) -> bool:
         return False
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _rss_mb() -> tuple[float, float]:
+    """(resident, peak resident) MB of this process."""
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
 def _trace(node, values, seconds, level):
     shapes = [tuple(values[n].shape) if n in values else "?" for n in node.outputs if n]
-    line = (f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  rss {_rss_mb():6.1f} MB"
+    line = (f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  rss {_rss_mb()[0]:6.1f} MB, peak {_rss_mb()[1]:6.1f} MB"
             f"  -> {shapes}")
     if level >= 2:
         for n in node.outputs:

@@ -1,9 +1,14 @@
 """ONNX op name -> plain function. Functions take the op's inputs positionally (None for an omitted optional
 input) and its ONNX attributes as keyword arguments, and return one array or a tuple of arrays."""
+import inspect
+
 from . import conv, elementwise, fused, linalg, norm, reduce, resize, shape
 
 OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused)
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
+
+# Ops that can write their result over a dead input the executor hands them as _out (same shape and dtype).
+IN_PLACE_OPS = {name for name, fn in OPS.items() if "_out" in inspect.signature(fn).parameters}
 
 # Ops whose weight input may stay float16: their kernels convert it on the fly.
 FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled"}
@@ -12,7 +17,6 @@ FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled"}
 def op_kwargs(op: str, attrs: dict, num_outputs: int, opset: int) -> dict:
     """The keyword arguments OPS[op] is called with: its attributes, plus the two facts some ops need that are
     not attributes (Split's output count, the model's opset for GroupNormalization)."""
-    import inspect
     params = inspect.signature(OPS[op]).parameters
     kwargs = dict(attrs)
     if "_num_results" in params:

@@ -28,15 +28,22 @@ def axis_index(axis: int, rank: int) -> int:
     return axis % rank if rank else 0
 
 
-def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -> np.ndarray:
-    y = np.empty(x.shape, x.dtype)
+def output(shape, dtype, out: np.ndarray | None) -> np.ndarray:
+    """out (an input the executor found dead after this op, see Session._donor) when it fits, else a new array."""
+    if out is not None and out.shape == tuple(shape) and out.dtype == dtype and out.flags.c_contiguous:
+        return out
+    return np.empty(shape, dtype)
+
+
+def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0, out=None) -> np.ndarray:
+    y = output(x.shape, x.dtype, out)
     _core.unary(op, x, y, float(alpha), float(beta))
     return y
 
 
-def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None) -> np.ndarray:
+def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None, out=None) -> np.ndarray:
     shape = np.broadcast_shapes(a.shape, b.shape)
-    y = np.empty(shape, out_dtype or a.dtype)
+    y = output(shape, np.dtype(out_dtype or a.dtype), out)
     _core.binary(op, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
     return y
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from ...packing import Panels
+from ...packing import PACKED
 from .common import cast, contiguous
 
 
@@ -116,8 +116,13 @@ def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=
     y = np.empty((X.shape[0], W.shape[0], *out), np.float32)
     bias = None if B is None else contiguous(_float(B, "Conv bias")).reshape(-1)
     window = (_three(kernel, 1), _three(strides, 1), _three(begin, 0), _three(end, 0), _three(dilations, 1))
-    if isinstance(W, Panels):  # a constant weight packed at convert time
-        _core.conv_packed(_to5d(X), W.data, W.shape[0], bias, *window, int(group), _to5d(y))
+    if isinstance(W, PACKED):  # a constant weight packed at convert time, maybe in column blocks
+        y5 = _to5d(y)
+        for n0, n1, panels in W.blocks():  # columns per group; only single-group weights come in several blocks
+            m0, m1 = n0 * group, n1 * group
+            _core.conv_packed(_to5d(X), panels, m1 - m0, None if bias is None else bias[m0:m1], *window, int(group),
+                              y5[:, m0:m1])
+            del panels  # before the next block is read
     else:
         _core.conv(_to5d(X), _to5d(contiguous(W)), bias, *window, int(group), _to5d(y))
     return y

@@ -11,10 +11,10 @@ from .common import binary, cast, onnx_dtype, unary
 
 # ---------------------------------------------------------------- arithmetic and comparison
 
-def Add(A, B): return binary("add", A, B)
-def Sub(A, B): return binary("sub", A, B)
-def Mul(A, B): return binary("mul", A, B)
-def Div(A, B): return binary("div", A, B)
+def Add(A, B, _out=None): return binary("add", A, B, out=_out)
+def Sub(A, B, _out=None): return binary("sub", A, B, out=_out)
+def Mul(A, B, _out=None): return binary("mul", A, B, out=_out)
+def Div(A, B, _out=None): return binary("div", A, B, out=_out)
 def Mod(A, B, fmod=0): return binary("fmod" if fmod else "mod", A, B)
 def Pow(X, Y): return binary("pow", X, cast(Y, X.dtype))
 def PRelu(X, slope): return binary("prelu", X, slope)
@@ -44,12 +44,12 @@ def Mean(*data):
 
 # ---------------------------------------------------------------- unary math and activations
 
-def Relu(X): return unary("relu", X)
-def Sigmoid(X): return unary("sigmoid", X)
-def Tanh(X): return unary("tanh", X)
-def Exp(input): return unary("exp", input)
+def Relu(X, _out=None): return unary("relu", X, out=_out)
+def Sigmoid(X, _out=None): return unary("sigmoid", X, out=_out)
+def Tanh(X, _out=None): return unary("tanh", X, out=_out)
+def Exp(input, _out=None): return unary("exp", input, out=_out)
 def Log(input): return unary("log", input)
-def Sqrt(X): return unary("sqrt", X)
+def Sqrt(X, _out=None): return unary("sqrt", X, out=_out)
 def Sin(input): return unary("sin", input)
 def Cos(input): return unary("cos", input)
 def Tan(input): return unary("tan", input)
@@ -61,15 +61,15 @@ def Cosh(input): return unary("cosh", input)
 def Asinh(input): return unary("asinh", input)
 def Acosh(input): return unary("acosh", input)
 def Atanh(input): return unary("atanh", input)
-def Erf(input): return unary("erf", input)
-def Neg(X): return unary("neg", X)
+def Erf(input, _out=None): return unary("erf", input, out=_out)
+def Neg(X, _out=None): return unary("neg", X, out=_out)
 def Abs(X): return unary("abs", X)
 def Reciprocal(X): return unary("reciprocal", X)
 def Floor(X): return unary("floor", X)
 def Ceil(X): return unary("ceil", X)
 def Round(X): return unary("round", X)
 def Sign(input): return unary("sign", input)
-def Softplus(X): return unary("softplus", X)
+def Softplus(X, _out=None): return unary("softplus", X, out=_out)
 def Softsign(input): return unary("softsign", input)
 def Not(X): return unary("not", X)
 def BitwiseNot(X): return unary("bitwise_not", X)
@@ -81,7 +81,7 @@ def HardSigmoid(X, alpha=0.2, beta=0.5): return unary("hard_sigmoid", X, alpha, 
 def HardSwish(X): return unary("hard_swish", X)
 def ThresholdedRelu(X, alpha=1.0): return unary("thresholded_relu", X, alpha)
 def Mish(X): return unary("mish", X)
-def Gelu(X, approximate="none"): return unary("gelu_tanh" if approximate == "tanh" else "gelu", X)
+def Gelu(X, approximate="none", _out=None): return unary("gelu_tanh" if approximate == "tanh" else "gelu", X, out=_out)
 
 
 def IsNaN(X):

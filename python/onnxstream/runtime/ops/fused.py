@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from .common import contiguous
+from .common import contiguous, unary
 
 
 def _as_4d(x: np.ndarray, lead: tuple, tail: tuple, any_strides: bool = False) -> np.ndarray:
@@ -30,10 +30,8 @@ def FusedAttention(q, kt, v, mask=None, nan_to_zero=0):
     return y.reshape(lead + (m, dv))
 
 
-def FusedSiLU(X):
-    y = np.empty(X.shape, np.float32)
-    _core.unary("silu", X, y, 0.0, 0.0)
-    return y
+def FusedSiLU(X, _out=None):
+    return unary("silu", X, out=_out)
 
 
 def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from ...packing import Panels
+from ...packing import PACKED
 from .common import binary, cast, contiguous
 
 INT_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -37,8 +37,8 @@ def _batched(a: np.ndarray, w: np.ndarray, bias=None) -> np.ndarray:
     return y
 
 
-def _packed(a: np.ndarray, B: Panels, bias=None) -> np.ndarray:
-    """a [..., M, K] @ the pre-packed constant B [K, N] (+ bias [N]) -> [..., M, N] as one GEMM."""
+def _packed(a: np.ndarray, B, bias=None) -> np.ndarray:
+    """a [..., M, K] @ the pre-packed constant B [K, N] (+ bias [N]) -> [..., M, N], one GEMM per column block."""
     if a.shape[-1] != B.k:
         raise ValueError(f"MatMul shapes {a.shape} and ({B.k}, {B.n}) do not line up")
     a = cast(a, np.float32) if a.dtype == np.float16 else a
@@ -46,13 +46,15 @@ def _packed(a: np.ndarray, B: Panels, bias=None) -> np.ndarray:
         raise ValueError(f"MatMul with a float weight needs a float input, got {a.dtype}")
     a3 = a.reshape(1, -1, B.k)
     y = np.empty(a3.shape[:2] + (B.n,), np.float32)
-    _core.matmul_packed(a3, B.data, B.k, B.n, bias, y)
+    for n0, n1, panels in B.blocks():
+        _core.matmul_packed(a3, panels, B.k, n1 - n0, None if bias is None else bias[n0:n1], y[:, :, n0:n1])
+        del panels  # before the next block is read
     return y.reshape(a.shape[:-1] + (B.n,))
 
 
 def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """numpy.matmul semantics: 1-D operands and broadcast batch axes."""
-    if isinstance(B, Panels):
+    if isinstance(B, PACKED):
         return _packed(A[None, :], B)[0] if A.ndim == 1 else _packed(A, B)
     if A.ndim == 0 or B.ndim == 0:
         raise ValueError("MatMul operands must have at least one axis")
@@ -83,7 +85,7 @@ def MatMul(A, B): return matmul(A, B)
 
 def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
     a = A.T if transA else A
-    packed = isinstance(B, Panels)  # a constant weight packed at convert time: B.k x B.n whatever transB
+    packed = isinstance(B, PACKED)  # a constant weight packed at convert time: B.k x B.n whatever transB
     b = None if packed else B.T if transB else B
     K, N = (B.k, B.n) if packed else b.shape if b.ndim == 2 else (None, None)
     if a.ndim != 2 or a.shape[1] != K:
