@@ -164,3 +164,35 @@ def test_row_tiled_feed_forward_matches_onnxruntime(weights, split_axis, tmp_pat
     assert {w.name for w in graph.weights if w.layout} == {"w1", "w2"}  # packed once at convert time
     got = onnxstream.Session(out).run(feeds)["y"]
     assert rel_l2(got, onnxruntime_outputs(model, feeds)["y"]) < 1e-5
+
+
+def gelu_model(order: str):
+    """x * 0.5 * (1 + erf(x / sqrt 2)) in the spellings exporters use; x is also read by a second consumer."""
+    f = TensorProto.FLOAT
+    inits = [helper.make_tensor("r2", f, [], [2 ** 0.5]), helper.make_tensor("ir2", f, [], [2 ** -0.5]),
+             helper.make_tensor("one", f, [], [1.0]), helper.make_tensor("half", f, [], [0.5])]
+    scale = helper.make_node("Div", ["x", "r2"], ["s"]) if order != "mul_first" else \
+        helper.make_node("Mul", ["x", "ir2"], ["s"])
+    nodes = [scale, helper.make_node("Erf", ["s"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"])]
+    if order == "half_last":    # (x * (1 + erf)) * 0.5
+        nodes += [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["g"])]
+    elif order == "x_last":     # torch.onnx (dynamo): (0.5 * (1 + erf)) * x
+        nodes += [helper.make_node("Mul", ["half", "a"], ["m"]), helper.make_node("Mul", ["x", "m"], ["g"])]
+    else:                       # (x * 0.5) * (1 + erf)
+        nodes += [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "a"], ["g"])]
+    nodes.append(helper.make_node("Add", ["g", "x"], ["y"]))
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", f, [3, 70, 33])],
+                              [helper.make_tensor_value_info("y", f, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+@pytest.mark.parametrize("order", ["half_last", "x_last", "half_first", "mul_first"])
+def test_fused_gelu_matches_onnxruntime(order, tmp_path):
+    path = tmp_path / "gelu.onnx"
+    onnx.save(gelu_model(order), str(path))
+    out = onnxstream.convert(path, tmp_path / "m")
+    ops = [n.op for n in load_graph(out).nodes]
+    assert ops == ["Gelu", "Add"], ops
+    x = np.random.default_rng(0).standard_normal((3, 70, 33)).astype(np.float32) * 3
+    got = onnxstream.Session(out).run({"x": x})["y"]
+    assert rel_l2(got, onnxruntime_outputs(str(path), {"x": x})["y"]) < 1e-6

@@ -16,7 +16,7 @@ import numpy as np
 from .runtime.ops.common import contiguous
 
 from . import _core, packing
-from .fusion import fuse_attention, fuse_group_norm, fuse_row_tiles, fuse_silu
+from .fusion import fuse_attention, fuse_gelu, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
 from .runtime.ops import OPS, op_kwargs
 
@@ -66,6 +66,7 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     nodes = fuse_attention(nodes, outputs, shapes, consts)
     nodes = fuse_group_norm(nodes, outputs, shapes, consts)
     nodes = fuse_silu(nodes, outputs)
+    nodes = fuse_gelu(nodes, outputs, consts)
     nodes = fuse_row_tiles(nodes, outputs, shapes, consts)
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
