@@ -11,6 +11,7 @@ struct GemmConfig {
   size_t mr, nr;             // output tile of the microkernels (nr is a multiple of kPanelWidth)
   GemmUkernel f32w;          // float32 weights
   GemmUkernel f16w;          // float16 weights, widened in registers
+  GemmQc8wUkernel qc8w;      // int8 weights with per-column scales, widened in registers
   PackwUkernel pack_f32w;    // 32-bit weights -> panels
   PackwUkernel pack_f16w;    // 16-bit weights -> panels
   size_t kc, nc;             // cache blocks: kc rows of k by nc columns of packed weights per step

@@ -13,6 +13,14 @@ namespace onnxstream {
 using GemmUkernel = void (*)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w,
                              float* c, size_t c_stride, const float* bias, int accumulate);
 
+// GEMM microkernel over int8 weights with per-column scales (qc8w): for i < mr <= MR, j < nc <= NR,
+//   c[i][j] = (accumulate ? c[i][j] : bias ? bias[j] : 0) + scale[j] * sum_{k < kc} a[i][k] * float(w[k][j])
+// w: NR/16 panels [kc][16] of int8 as for GemmUkernel; scale: the nc columns' scales (scale[j] read for j < nc).
+// The scale multiplies each kc block's partial sum, so K blocking (accumulate = 1 after the first block) gives
+// sum over blocks of scale * partial = scale * full sum.
+using GemmQc8wUkernel = void (*)(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w,
+                                 const float* scale, float* c, size_t c_stride, const float* bias, int accumulate);
+
 // Weight packer: w[k][n] for k < kc, n < nc (element (k, n) at w + k * k_stride + n * n_stride bytes) into
 // ceil(nc / 16) panels [kc][16] of the same element type, zero-filling columns >= nc of the last panel.
 using PackwUkernel = void (*)(size_t kc, size_t nc, const void* w, ptrdiff_t k_stride, ptrdiff_t n_stride,
@@ -34,6 +42,10 @@ constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 #include "kernels/x16-packw/x16-packw.inc"
 #undef GEMM_UKERNEL
 #undef PACKW_UKERNEL
+#define QC8W_GEMM_UKERNEL(isa, fn, mr, nr) \
+  void fn(size_t, size_t, size_t, const float*, size_t, const void*, const float*, float*, size_t, const float*, int);
+#include "kernels/f32-qc8w-gemm/f32-qc8w-gemm.inc"
+#undef QC8W_GEMM_UKERNEL
 
 #define RMAX_UKERNEL(isa, fn) float fn(size_t, const float*);
 #define RADDSTOREEXPMINUSMAX_UKERNEL(isa, fn) float fn(size_t, const float*, float, float*);

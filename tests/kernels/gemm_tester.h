@@ -22,6 +22,13 @@ struct GemmKernel {
   bool f16_weights;
 };
 
+struct Qc8wGemmKernel {
+  const char* name;
+  uint32_t isa;
+  GemmQc8wUkernel fn;
+  size_t mr, nr;
+};
+
 struct PackwKernel {
   const char* name;
   uint32_t isa;
@@ -49,6 +56,30 @@ class GemmTester {
   GemmTester& bias(bool v) { bias_ = v; return *this; }
   GemmTester& accumulate(bool v) { accumulate_ = v; return *this; }
 
+  // int8 weights with per-column scales: random int8 panels and scales; the reference sums over the dequantized
+  // weights q * scale. Returns false (after printing what failed) when an output is off.
+  bool check(const Qc8wGemmKernel& uk) const {
+    const size_t as = a_stride_ ? a_stride_ : k_, cs = c_stride_ ? c_stride_ : n_;
+    std::mt19937 rng(54321 + m_ * 1000003 + n_ * 1009 + k_);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::uniform_int_distribution<int> qdist(-127, 127);
+    std::vector<float> a(m_ * as + 1), bias(n_), c((m_ - 1) * cs + n_ + 32), scale(n_);
+    for (auto& v : a) v = dist(rng);
+    for (auto& v : bias) v = dist(rng);
+    for (auto& v : c) v = dist(rng);
+    for (auto& v : scale) v = std::ldexp(1.0f + dist(rng) * 0.5f, -7);
+    std::vector<int8_t> q(k_ * n_);
+    for (auto& v : q) v = (int8_t)qdist(rng);
+    std::vector<char> packed(((n_ + 15) / 16) * k_ * 16 + 64);
+    reference_packw(k_, n_, (const char*)q.data(), n_, 1, 1, packed.data());
+    std::vector<float> w(k_ * n_);
+    for (size_t i = 0; i < w.size(); i++) w[i] = (float)q[i] * scale[i % n_];
+    return run_and_compare(uk.name, a, as, w, bias, c, cs, [&](float* cp) {
+      uk.fn(m_, n_, k_, a.data(), as * 4, packed.data(), scale.data(), cp, cs * 4, bias_ ? bias.data() : nullptr,
+            accumulate_);
+    });
+  }
+
   // Returns false (after printing what failed) when an output is off.
   bool check(const GemmKernel& uk) const {
     const size_t as = a_stride_ ? a_stride_ : k_, cs = c_stride_ ? c_stride_ : n_, elem = uk.f16_weights ? 2 : 4;
@@ -70,6 +101,16 @@ class GemmTester {
     std::vector<char> packed(((n_ + 15) / 16) * k_ * 16 * elem + 64);
     reference_packw(k_, n_, wsrc, n_ * elem, elem, elem, packed.data());
 
+    return run_and_compare(uk.name, a, as, w, bias, c, cs, [&](float* cp) {
+      uk.fn(m_, n_, k_, a.data(), as * 4, packed.data(), cp, cs * 4, bias_ ? bias.data() : nullptr, accumulate_);
+    });
+  }
+
+ private:
+  // Runs the kernel (run(c)) on c and compares with a double-accumulating loop over w [k][n] (dequantized).
+  template <typename Run>
+  bool run_and_compare(const char* name, const std::vector<float>& a, size_t as, const std::vector<float>& w,
+                       const std::vector<float>& bias, std::vector<float> c, size_t cs, Run run) const {
     std::vector<float> expect(c);
     std::vector<double> scale(c.size(), 0.0);  // per output: sum of |terms|, the scale of its rounding error
     for (size_t i = 0; i < m_; i++)
@@ -82,7 +123,7 @@ class GemmTester {
         expect[i * cs + j] = (float)sum;
         scale[i * cs + j] = mag;
       }
-    uk.fn(m_, n_, k_, a.data(), as * 4, packed.data(), c.data(), cs * 4, bias_ ? bias.data() : nullptr, accumulate_);
+    run(c.data());
     for (size_t idx = 0; idx < c.size(); idx++) {
       const size_t i = idx / cs, j = idx % cs;
       const bool inside = i < m_ && j < n_;
@@ -90,7 +131,7 @@ class GemmTester {
       if (!(std::fabs((double)c[idx] - expect[idx]) <= tol)) {
         std::printf("FAIL %s m=%zu n=%zu k=%zu a_stride=%zu c_stride=%zu bias=%d acc=%d: c[%zu][%zu] = %g, "
                     "want %g%s\n",
-                    uk.name, m_, n_, k_, as, cs, (int)bias_, (int)accumulate_, i, j, c[idx], expect[idx],
+                    name, m_, n_, k_, as, cs, (int)bias_, (int)accumulate_, i, j, c[idx], expect[idx],
                     inside ? "" : " (outside the tile: must be untouched)");
         return false;
       }
@@ -98,7 +139,6 @@ class GemmTester {
     return true;
   }
 
- private:
   size_t m_ = 1, n_ = 16, k_ = 1, a_stride_ = 0, c_stride_ = 0;
   bool bias_ = true, accumulate_ = false;
 };

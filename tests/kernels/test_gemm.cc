@@ -17,6 +17,12 @@ static const GemmKernel kGemmKernels[] = {
 #undef GEMM_UKERNEL
 };
 
+static const Qc8wGemmKernel kQc8wGemmKernels[] = {
+#define QC8W_GEMM_UKERNEL(isa, fn, mr, nr) ONNXSTREAM_IF_##isa(Qc8wGemmKernel{#fn, ONNXSTREAM_ISA_##isa, fn, mr, nr},)
+#include "kernels/f32-qc8w-gemm/f32-qc8w-gemm.inc"
+#undef QC8W_GEMM_UKERNEL
+};
+
 static const PackwKernel kPackwKernels[] = {
 #define PACKW_UKERNEL(isa, fn, nr) ONNXSTREAM_IF_##isa(PackwKernel{#fn, ONNXSTREAM_ISA_##isa, fn, 4},)
 #include "kernels/x32-packw/x32-packw.inc"
@@ -26,7 +32,8 @@ static const PackwKernel kPackwKernels[] = {
 #undef PACKW_UKERNEL
 };
 
-static bool test_gemm(const GemmKernel& uk) {
+template <typename Kernel>
+static bool test_gemm(const Kernel& uk) {
   bool ok = true;
   GemmTester t;
   for (size_t k = 1; k <= 40; k++) ok &= t.m(uk.mr).n(uk.nr).k(k).check(uk);  // k below, at, above any unroll
@@ -52,6 +59,7 @@ static bool test_packw(const PackwKernel& uk) {
 int main() {
   KernelReport report;
   for (const GemmKernel& uk : kGemmKernels) report.run(uk.name, uk.isa, [&] { return test_gemm(uk); });
+  for (const Qc8wGemmKernel& uk : kQc8wGemmKernels) report.run(uk.name, uk.isa, [&] { return test_gemm(uk); });
   for (const PackwKernel& uk : kPackwKernels) report.run(uk.name, uk.isa, [&] { return test_packw(uk); });
   return report.finish();
 }
