@@ -9,6 +9,7 @@
 #include "ops/conv.h"
 #include "ops/gemm.h"
 #include "ops/norm.h"
+#include "ops/qc8w.h"
 #include "ops/reduce.h"
 #include "ops/resize.h"
 #include "parallel.h"
@@ -225,6 +226,13 @@ PYBIND11_MODULE(_core, m) {
     pack_gemm_b(tw, tp);
   });
   m.def("packed_gemm_b_elements", &packed_gemm_b_elements);
+  m.def("pack_gemm_b_qc8w", [](py::array w, py::array blob) {
+    Tensor tw = view(w), tb = out_view(blob);
+    py::gil_scoped_release nogil;
+    pack_gemm_b_qc8w(tw, tb);
+  });
+  m.def("qc8w_blob_bytes", &qc8w_blob_bytes);
+  m.def("qc8w_scales_offset", &qc8w_scales_offset);
   m.def("matmul_packed", [](py::array a, py::array panels, int64_t K, int64_t N, py::object bias, py::array y) {
     Tensor ta = view(a), tp = view(panels), ty = out_view(y);
     MaybeTensor tb(bias);

@@ -13,6 +13,7 @@
 
 #include "dispatch.h"
 #include "ops/gemm.h"
+#include "ops/qc8w.h"
 #include "parallel.h"
 
 namespace onnxstream {
@@ -155,7 +156,8 @@ void im2col_kmajor(const char* x, const int64_t* xs, const Geometry& g, const Wi
 // a time so the panels stay in L2), accumulating a pixel-major tile that is transposed into y at the end.
 struct ConvTask {
   const char* x;      // image n, channel 0 of the group
-  const char* panels; // the group's ceil(Mg/16) x [K][16] weights
+  const char* panels; // the group's ceil(Mg/16) x [K][16] weights (int8: its qc8w blob, qc8w.h)
+  const float* scales;  // the group's qc8w scales [Mg] or null
   const float* bias;  // the group's [Mg] or null
   float* y;           // image n, output channel 0 of the group: [Mg, P]
 };
@@ -190,8 +192,13 @@ void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const 
         const int64_t mr = std::min(MR, pt - m);
         for (int64_t n = nb; n < ne; n += kPanelWidth) {
           const char* wp = t.panels + (size_t)((n / kPanelWidth * K + kb) * kPanelWidth) * w_size;
-          ukernel(mr, std::min<int64_t>(kPanelWidth, ne - n), kc, a + m * kc, kc * 4, wp, acc + m * cols + (n - n0),
-                  cols * 4, kb == 0 && t.bias ? t.bias + n : nullptr, kb > 0);
+          const float* bias = kb == 0 && t.bias ? t.bias + n : nullptr;
+          if (t.scales)
+            cfg.qc8w(mr, std::min<int64_t>(kPanelWidth, ne - n), kc, a + m * kc, kc * 4, wp, t.scales + n,
+                     acc + m * cols + (n - n0), cols * 4, bias, kb > 0);
+          else
+            ukernel(mr, std::min<int64_t>(kPanelWidth, ne - n), kc, a + m * kc, kc * 4, wp, acc + m * cols + (n - n0),
+                    cols * 4, bias, kb > 0);
         }
       }
     }
@@ -200,7 +207,7 @@ void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const 
   transpose(acc, cols, pt, cols, t.y + n0 * P + p0, P);
 }
 
-// conv with weights already in panels ([group][ceil(Mg/16)][K][16], float32 or float16).
+// conv with weights already in panels ([group][ceil(Mg/16)][K][16], float32 or float16; int8: a qc8w blob per group).
 void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tensor* bias, const Window& win,
                  int64_t group, const Tensor& y) {
   const GemmConfig& cfg = gemm_config();
@@ -216,7 +223,9 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
   bool direct = flat_pixels(x) && x.strides[4] == 4 && x.strides[1] % 4 == 0;
   for (int i = 0; i < 3; i++)
     direct = direct && win.kernel[i] == 1 && win.strides[i] == 1 && win.pads_begin[i] == 0 && win.pads_end[i] == 0;
-  const int64_t group_elems = packed_gemm_b_elements(K, Mg), n_panels = (Mg + kPanelWidth - 1) / kPanelWidth;
+  const bool qc8w = w_dtype == DType::i8;
+  const int64_t group_bytes = qc8w ? qc8w_blob_bytes(K, Mg) : packed_gemm_b_elements(K, Mg) * (int64_t)w_size;
+  const int64_t n_panels = (Mg + kPanelWidth - 1) / kPanelWidth;
   // Pixel tiles of a few MR rows: the im2col block [tile, kc] stays in L2 and each weight panel loaded from
   // L2/L3 feeds tile/MR microkernel calls. Then split channels until both threads have ~4 tasks each.
   const int64_t MR = cfg.mr, tile = std::min(P, MR * std::max<int64_t>(1, 192 / MR));
@@ -228,9 +237,10 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
     thread_local std::vector<float> scratch;
     for (int64_t t = t0; t < t1; t++) {
       const int64_t in = t % nn, ip = t / nn % p_tiles, gi = t / (nn * p_tiles) % group, n = t / (nn * p_tiles * group);
-      ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1],
-                    panels + (size_t)(gi * group_elems) * w_size, bias ? bias->ptr<float>() + gi * Mg : nullptr,
-                    out + n * y.strides[0] / 4 + gi * Mg * P};
+      const char* group_panels = panels + gi * group_bytes;
+      ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1], group_panels,
+                    qc8w ? reinterpret_cast<const float*>(group_panels + qc8w_scales_offset(K, Mg)) : nullptr,
+                    bias ? bias->ptr<float>() + gi * Mg : nullptr, out + n * y.strides[0] / 4 + gi * Mg * P};
       const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
       const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
       const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);
@@ -244,7 +254,8 @@ int64_t check_conv(const Tensor& x, DType w_dtype, int64_t M, const Tensor* bias
                    const Tensor& y) {
   check(x.ndim == 5 && y.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
   check(x.dtype == DType::f32 && y.dtype == DType::f32, "conv: input and output must be float32");
-  check(w_dtype == DType::f32 || w_dtype == DType::f16, "conv: weights must be float32 or float16");
+  check(w_dtype == DType::f32 || w_dtype == DType::f16 || w_dtype == DType::i8,
+        "conv: weights must be float32, float16 or int8 (qc8w blobs, pre-packed)");
   // Batch items may be apart (y a channel block of a wider output, written one weight block at a time).
   check(y.shape[0] <= 1 || y.strides[0] % 4 == 0, "conv: output must be float-aligned");
   check(y.shape[1] <= 1 || y.strides[1] == y.shape[2] * y.shape[3] * y.shape[4] * 4, "conv: output channels must be contiguous");
@@ -269,6 +280,7 @@ int64_t check_conv(const Tensor& x, DType w_dtype, int64_t M, const Tensor* bias
 void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y) {
   check(w.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
   check(w.contiguous(), "conv: weights must be contiguous");
+  check(w.dtype == DType::f32 || w.dtype == DType::f16, "conv: weights must be float32 or float16");
   const int64_t M = w.shape[0], K = check_conv(x, w.dtype, M, bias, win, group, y), Mg = M / group;
   check(w.shape[1] == x.shape[1] / group, "conv: weight channels (dim 1) must equal input channels / group");
   for (int i = 0; i < 3; i++) check(w.shape[2 + i] == win.kernel[i], "conv: kernel shape differs from weight shape");
@@ -288,8 +300,12 @@ void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& wi
 void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor* bias, const Window& win,
                  int64_t group, const Tensor& y) {
   const int64_t K = check_conv(x, panels.dtype, M, bias, win, group, y);
-  check(panels.contiguous() && panels.numel() == group * packed_gemm_b_elements(K, M / group),
-        "conv_packed: panels must be contiguous and hold group x packed_gemm_b_elements(K, M / group) weights");
+  const bool qc8w = panels.dtype == DType::i8;
+  check(panels.contiguous() && panels.numel() == group * (qc8w ? qc8w_blob_bytes(K, M / group)
+                                                               : packed_gemm_b_elements(K, M / group)),
+        "conv_packed: panels must be contiguous and hold group x packed_gemm_b_elements(K, M / group) weights "
+        "(int8: group x qc8w_blob_bytes(K, M / group))");
+  check(reinterpret_cast<uintptr_t>(panels.data) % 4 == 0, "conv_packed: panels must be 4-byte aligned");
   if (x.shape[0] == 0 || M == 0 || y.numel() == 0) return;
   conv_panels(x, static_cast<const char*>(panels.data), panels.dtype, bias, win, group, y);
 }

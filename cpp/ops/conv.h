@@ -14,7 +14,8 @@ struct Window {
 // x: [N, C, D, H, W] f32; w: [M, C/group, kD, kH, kW] f32 or f16; bias: [M] or null; y: [N, M, oD, oH, oW].
 void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y);
 // conv with weights packed at convert time: panels holds, per group, pack_gemm_b (gemm.h) of the group's
-// [K, M/group] operand (K = C/group * kD * kH * kW, element (k, m) = w[m, k]), float32 or float16.
+// [K, M/group] operand (K = C/group * kD * kH * kW, element (k, m) = w[m, k]), float32 or float16; or, int8, per
+// group the qc8w blob of that operand (ops/qc8w.h).
 void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor* bias, const Window& win,
                  int64_t group, const Tensor& y);
 // x: [N, C, D, H, W]; w: [C, M/group, kD, kH, kW]; y: [N, M, oD, oH, oW] with output size fixed by the caller;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "ops/qc8w.h"
 #include "parallel.h"
 
 namespace onnxstream {
@@ -23,7 +24,8 @@ struct GemmProblem {
   int64_t a_row, a_k;          // byte strides
   bool a_direct;               // rows are k-contiguous and aligned: kernels read a in place
   const char* w;               // [K, N] float32 or float16, packed per block; or null when panels are given
-  const char* panels;          // pre-packed: ceil(N/16) x [K][16] (pack_gemm_b)
+  const char* panels;          // pre-packed: ceil(N/16) x [K][16] (pack_gemm_b), or a qc8w blob (qc8w.h)
+  const float* scales;         // the qc8w blob's per-column scales, or null
   int64_t w_k, w_n;            // byte strides
   size_t w_size;               // bytes per weight element
   const float* bias;           // [N] or null
@@ -63,8 +65,12 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
         for (int64_t n = nb; n < nb + nc; n += NR) {
           const void* wp = p.panels ? p.panels + (size_t)((n / kPanelWidth * p.K + kb) * kPanelWidth) * p.w_size
                                     : packed + (size_t)((n - nb) * kc) * p.w_size;  // panel (n - nb) / 16
-          ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.ldy + n, p.ldy * 4,
-                  kb == 0 && p.bias ? p.bias + n : nullptr, kb > 0);
+          const float* bias = kb == 0 && p.bias ? p.bias + n : nullptr;
+          if (p.scales)
+            cfg.qc8w(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.scales + n, p.y + m * p.ldy + n,
+                     p.ldy * 4, bias, kb > 0);
+          else
+            ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.ldy + n, p.ldy * 4, bias, kb > 0);
         }
       }
     }
@@ -75,7 +81,8 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
 void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const char* panels, DType w_dtype,
               int64_t K, int64_t N, const Tensor* bias, const Tensor& y) {
   check(a.dtype == DType::f32 && y.dtype == DType::f32, "matmul: activations must be float32");
-  check(w_dtype == DType::f32 || w_dtype == DType::f16, "matmul: weights must be float32 or float16");
+  check(w_dtype == DType::f32 || w_dtype == DType::f16 || (w_dtype == DType::i8 && panels),
+        "matmul: weights must be float32 or float16 (or int8 qc8w blobs, pre-packed)");
   const int64_t B = y.shape[0], M = y.shape[1];
   check(a.shape[1] == M && a.shape[2] == K && a.shape[0] == B && y.shape[2] == N, "matmul: shapes do not line up");
   // Rows may be apart (y a column block of a wider output, written one weight block at a time).
@@ -99,6 +106,8 @@ void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const ch
   const bool f16 = w_dtype == DType::f16;
   const GemmUkernel ukernel = f16 ? cfg.f16w : cfg.f32w;
   const PackwUkernel pack = f16 ? cfg.pack_f16w : cfg.pack_f32w;
+  const float* scales = w_dtype == DType::i8
+                            ? reinterpret_cast<const float*>(panels + qc8w_scales_offset(K, N)) : nullptr;
   const bool a_direct = a.strides[2] == 4 && a.strides[1] >= 0 && a.strides[1] % 4 == 0 && a.strides[0] % 4 == 0 &&
                         reinterpret_cast<uintptr_t>(a.data) % 4 == 0;
 
@@ -115,7 +124,7 @@ void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const ch
       const int64_t b = t / (nm * nn), im = t / nn % nm, in = t % nn;
       GemmProblem p{M, N, K,
                     static_cast<const char*>(a.data) + b * a.strides[0], a.strides[1], a.strides[2], a_direct,
-                    w ? w + b * w_strides[0] : nullptr, panels, w ? w_strides[1] : 0, w ? w_strides[2] : 0,
+                    w ? w + b * w_strides[0] : nullptr, panels, scales, w ? w_strides[1] : 0, w ? w_strides[2] : 0,
                     dtype_size(w_dtype), bias_data, out + b * y_batch, ldy};
       // Split tiles (not rows) evenly so only the last block has a partial tile.
       const int64_t m0 = std::min(M, m_tiles * im / nm * MR), m1 = std::min(M, m_tiles * (im + 1) / nm * MR);
@@ -148,8 +157,11 @@ void pack_gemm_b(const Tensor& w, const Tensor& panels) {
 
 void matmul_packed(const Tensor& a, const Tensor& panels, int64_t K, int64_t N, const Tensor* bias, const Tensor& y) {
   check(a.ndim == 3 && y.ndim == 3, "matmul_packed expects a [B, M, K] and y [B, M, N]");
-  check(panels.contiguous() && panels.numel() == packed_gemm_b_elements(K, N),
-        "matmul_packed: panels must be contiguous and hold packed_gemm_b_elements(K, N) weights");
+  check(panels.contiguous() && panels.numel() == (panels.dtype == DType::i8 ? qc8w_blob_bytes(K, N)
+                                                                            : packed_gemm_b_elements(K, N)),
+        "matmul_packed: panels must be contiguous and hold packed_gemm_b_elements(K, N) weights "
+        "(int8: qc8w_blob_bytes(K, N))");
+  check(reinterpret_cast<uintptr_t>(panels.data) % 4 == 0, "matmul_packed: panels must be 4-byte aligned");
   run_gemm(a, nullptr, nullptr, static_cast<const char*>(panels.data), panels.dtype, K, N, bias, y);
 }
 

@@ -12,7 +12,8 @@ void matmul(const Tensor& a, const Tensor& w, const Tensor* bias, const Tensor& 
 int64_t packed_gemm_b_elements(int64_t K, int64_t N);
 // w: [K, N] float32 or float16, any strides -> panels: 1-D contiguous tensor of packed_gemm_b_elements(K, N).
 void pack_gemm_b(const Tensor& w, const Tensor& panels);
-// y[b] = a[b] @ W (+ bias) with W pre-packed (pack_gemm_b) and shared by every batch. a: [B, M, K] any strides.
+// y[b] = a[b] @ W (+ bias) with W pre-packed (pack_gemm_b, or an int8 qc8w blob: ops/qc8w.h) and shared by every
+// batch. a: [B, M, K] any strides.
 void matmul_packed(const Tensor& a, const Tensor& panels, int64_t K, int64_t N, const Tensor* bias, const Tensor& y);
 // Integer matmul for int32/int64 tensors (same layout rules, no bias).
 void matmul_int(const Tensor& a, const Tensor& w, const Tensor& y);
