@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert an ONNX model into an onnxstream model directory")
     c.add_argument("model", help="the .onnx file (external data beside it is found automatically)")
     c.add_argument("out_dir", help="the model directory to create")
-    c.add_argument("--weights", choices=["fp32", "fp16"], default="fp32", help="storage format of the weights")
+    c.add_argument("--weights", choices=["fp32", "fp16", "int8"], default="fp32",
+                   help="storage format of the weights (int8: MatMul/Gemm/Conv weights with per-channel scales)")
     c.add_argument("--input", action="append", metavar="NAME=DIMS",
                    help="fix a dynamic input shape, e.g. sample=2x4x64x64 (repeatable)")
     c.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")

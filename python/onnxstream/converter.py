@@ -21,6 +21,9 @@ from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_gr
 from .runtime.ops import OPS, op_kwargs
 
 MIN_OPSET = 13
+# fp16: matrices, kernels and tables stored as float16 (stored_as_fp16). int8: GEMM/Conv weights packed at convert
+# time become int8 with per-output-channel scales (packing.LAYOUT_QC8W); the other weights follow the fp16 rule.
+WEIGHT_FORMATS = ("fp32", "fp16", "int8")
 INLINE_BYTES = 256            # constants up to this size live in graph.json; larger ones are streamed weights
 FOLD_GROWTH_LIMIT = 1 << 20   # don't fold a node whose output is over 1 MB and larger than its inputs (Expand etc.)
 ROW_TABLE_BYTES = 1 << 20     # Gather tables above this are read row by row (token embeddings: 150 MB, 77 rows used)
@@ -44,8 +47,8 @@ def _log(progress, msg):
 def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "fp32",
             input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None) -> Path:
     """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir."""
-    if weights not in ("fp32", "fp16"):
-        raise ConversionError(f"weights must be 'fp32' or 'fp16', not '{weights}'")
+    if weights not in WEIGHT_FORMATS:
+        raise ConversionError(f"weights must be 'fp32', 'fp16' or 'int8', not '{weights}'")
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConversionError(f"{out_dir} already exists (pass overwrite=True / --force to replace it)")
@@ -342,13 +345,13 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
         if a.nbytes <= INLINE_BYTES or name in outputs:
             constants[name] = a
         else:
-            store = np.float16 if weights_format == "fp16" and stored_as_fp16(a) else a.dtype
+            store = np.float16 if weights_format in ("fp16", "int8") and stored_as_fp16(a) else a.dtype
             w = Weight(name, np.dtype(store).name, list(a.shape))
             if name in gather_only and a.nbytes > ROW_TABLE_BYTES and a.ndim >= 1 and a.shape[0] > 1:
                 row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize
                 w.rows_per_block = max(1, ROW_BLOCK_BYTES // max(row_bytes, 1))
             if name in gemm_operands:
-                packing.mark(w, gemm_operands[name])
+                packing.mark(w, gemm_operands[name], int8=weights_format == "int8")
                 if name not in row_tiled:
                     packing.split_columns(w)
             weights.append(w)
@@ -394,7 +397,10 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
         with open(tmp / WEIGHTS_FILE, "wb") as f:
             f.write(weights_header(len(graph.weights)))
             for w in graph.weights:
-                data = contiguous(consts[w.name].astype(np.dtype(w.dtype), copy=False))
+                if w.layout:  # packing casts (fp16) or quantizes (int8) the ONNX tensor itself
+                    data = consts[w.name]
+                else:
+                    data = contiguous(consts[w.name].astype(np.dtype(w.dtype), copy=False))
                 pos = f.tell()
                 pad = (-pos) % ALIGN
                 f.write(b"\0" * pad)

@@ -5,6 +5,8 @@ A packed weight keeps its ONNX shape in the weight table plus layout "gemm_b_pan
 its [K, N] operand (per group for Conv); the runtime hands it to ops as a `Panels`. A big one is stored as column
 blocks (cols_per_block columns each, packed on their own, so each is a byte range holding whole panels): the
 runtime hands it over as `PanelBlocks`, which reads one block at a time while the op computes those output columns.
+With --weights int8 the layout is "gemm_b_panels16_qc8w" (dtype int8): per group (or column block) one blob of int8
+panels followed by per-column float32 scales (cpp/ops/qc8w.h), quantized here by _core.pack_gemm_b_qc8w.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from . import _core
 
 LAYOUT = "gemm_b_panels16"
+LAYOUT_QC8W = "gemm_b_panels16_qc8w"
 # Packed weights above this are stored as column blocks: the biggest SD1.5 UNet conv (59 MB in fp16) would
 # otherwise be whole in memory while it runs.
 COLUMN_BLOCK_BYTES = 4 << 20
@@ -23,7 +26,8 @@ COLUMN_BLOCK_BYTES = 4 << 20
 
 @dataclass
 class Panels:
-    """A constant weight packed for the GEMM kernels: groups x ceil(n/16) panels [k][16], float32 or float16."""
+    """A constant weight packed for the GEMM kernels: groups x ceil(n/16) panels [k][16], float32 or float16;
+    or int8: groups x a qc8w blob (panels, then scales)."""
     data: np.ndarray     # 1-D
     shape: tuple         # the ONNX weight's shape
     k: int
@@ -72,11 +76,18 @@ def pack_gemm_b(b: np.ndarray) -> np.ndarray:
     return out
 
 
-def pack_conv(w: np.ndarray, group: int) -> np.ndarray:
+def pack_gemm_b_qc8w(b: np.ndarray) -> np.ndarray:
+    """[K, N] float32 (any strides) -> 1-D int8 qc8w blob: int8 panels, then per-column scales."""
+    out = np.empty(_core.qc8w_blob_bytes(*b.shape), np.int8)
+    _core.pack_gemm_b_qc8w(b, out)
+    return out
+
+
+def pack_conv(w: np.ndarray, group: int, pack=pack_gemm_b) -> np.ndarray:
     """Conv weight [M, C/group, *kernel] -> per group the panels of its [K, M/group] operand, element (k, m) = w[m, k]."""
     M = w.shape[0]
     per_group = w.reshape(group, M // group, -1)   # [group, Mg, K]
-    return np.concatenate([pack_gemm_b(g.T) for g in per_group])
+    return np.concatenate([pack(g.T) for g in per_group])
 
 
 def packable(nodes) -> dict[str, tuple]:
@@ -103,8 +114,9 @@ def packable(nodes) -> dict[str, tuple]:
     return {name: next(iter(u)) for name, u in uses.items() if len(u) == 1 and None not in u}
 
 
-def mark(w, use: tuple) -> None:
-    """Give the weight-table entry w (graph.Weight, ONNX shape and stored dtype set) the packed layout when it fits."""
+def mark(w, use: tuple, int8: bool = False) -> None:
+    """Give the weight-table entry w (graph.Weight, ONNX shape and stored dtype set) the packed layout when it fits;
+    with int8, the qc8w layout (dtype int8) instead."""
     kind, arg = use
     if w.dtype not in ("float32", "float16"):
         return
@@ -115,12 +127,14 @@ def mark(w, use: tuple) -> None:
         w.k, w.n = (w.shape[1], w.shape[0]) if arg else tuple(w.shape)
     else:
         return
-    w.layout = LAYOUT
+    w.layout = LAYOUT_QC8W if int8 else LAYOUT
+    if int8:
+        w.dtype = "int8"
 
 
 def split_columns(w) -> None:
     """Give a big packed single-group weight (marked by mark()) column blocks of about COLUMN_BLOCK_BYTES."""
-    if w.layout != LAYOUT or (len(w.shape) >= 3 and w.shape[0] != w.n):
+    if w.layout not in (LAYOUT, LAYOUT_QC8W) or (len(w.shape) >= 3 and w.shape[0] != w.n):
         return
     column_bytes = w.k * np.dtype(w.dtype).itemsize
     cols = max(16, COLUMN_BLOCK_BYTES // column_bytes // 16 * 16)
@@ -130,7 +144,10 @@ def split_columns(w) -> None:
 
 def block_nbytes(w, n0: int, n1: int) -> int:
     """Stored bytes of the column block [n0, n1) of a packed weight."""
-    return -(-(n1 - n0) // 16) * 16 * w.k * np.dtype(w.dtype).itemsize * (w.shape[0] // w.n if len(w.shape) >= 3 else 1)
+    groups = w.shape[0] // w.n if len(w.shape) >= 3 else 1
+    if w.layout == LAYOUT_QC8W:
+        return _core.qc8w_blob_bytes(w.k, n1 - n0) * groups
+    return -(-(n1 - n0) // 16) * 16 * w.k * np.dtype(w.dtype).itemsize * groups
 
 
 def column_blocks(w) -> list[tuple[int, int]]:
@@ -139,12 +156,17 @@ def column_blocks(w) -> list[tuple[int, int]]:
 
 
 def pack(a: np.ndarray, w) -> list[np.ndarray]:
-    """The arrays to store, one per column block, for the weight a of table entry w (marked by mark())."""
-    if w.layout != LAYOUT:
+    """The arrays to store, one per column block, for the weight a (the ONNX tensor, float) of table entry w
+    (marked by mark())."""
+    if w.layout == LAYOUT:
+        a, packer = a.astype(np.dtype(w.dtype), copy=False), pack_gemm_b
+    elif w.layout == LAYOUT_QC8W:  # per-column scales: a column block quantizes as it would in the whole
+        a, packer = a.astype(np.float32, copy=False), pack_gemm_b_qc8w
+    else:
         raise ValueError(f"weight {w.name}: unknown layout {w.layout!r}")
     if len(w.shape) >= 3:
         if not w.cols_per_block:
-            return [pack_conv(a, group=w.shape[0] // w.n)]
-        return [pack_conv(a[n0:n1], group=1) for n0, n1 in column_blocks(w)]
+            return [pack_conv(a, group=w.shape[0] // w.n, pack=packer)]
+        return [pack_conv(a[n0:n1], group=1, pack=packer) for n0, n1 in column_blocks(w)]
     b = a.T if w.transposed else a
-    return [pack_gemm_b(b[:, n0:n1]) for n0, n1 in column_blocks(w)]
+    return [packer(b[:, n0:n1]) for n0, n1 in column_blocks(w)]

@@ -104,7 +104,7 @@ def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=
     X = _float(X, "Conv input")
     if W.ndim != X.ndim:
         raise ValueError(f"Conv weight of shape {W.shape} does not match input of shape {X.shape}")
-    if W.dtype not in (np.float32, np.float16):
+    if W.dtype not in (np.float32, np.float16) and not (isinstance(W, PACKED) and W.dtype == np.int8):
         raise ValueError(f"Conv weight must be float32 or float16, got {W.dtype}")
     kernel = _kernel(kernel_shape, W, n)
     if list(W.shape[2:]) != kernel:
