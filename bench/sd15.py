@@ -1,6 +1,6 @@
 """Full-size SD1.5 networks (random weights): onnxstream vs onnxruntime, each run in a fresh process.
 
-    python bench/sd15.py [--networks text_encoder,unet,vae_decoder] [--weights fp32,fp16] [--runs 3]
+    python bench/sd15.py [--networks text_encoder,unet,vae_decoder] [--weights fp32,fp16,int8] [--runs 3]
 
 Builds and exports the networks once (cached by tests/modelzoo.py), converts them, then for every network and
 weight format runs onnxruntime and onnxstream on the same inputs and prints one markdown table: median time per
@@ -98,7 +98,7 @@ def rel_l2(a, b) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks", default=",".join(NETWORKS))
-    p.add_argument("--weights", default="fp32,fp16")
+    p.add_argument("--weights", default="fp32,fp16", help="comma-separated formats among fp32, fp16, int8")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--exporter", default="dynamo", choices=modelzoo.EXPORTERS)
     args = p.parse_args()
