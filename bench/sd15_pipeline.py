@@ -103,7 +103,7 @@ def run(model: Path, steps: int, memlimit=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--weights", default="fp16", choices=["fp32", "fp16"])
+    ap.add_argument("--weights", default="fp16", choices=["fp32", "fp16", "int8"])
     ap.add_argument("--memlimit", default=None, help="also run under /work/shared/tools/memlimit LIMIT, e.g. 1G")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "python"))

@@ -165,6 +165,16 @@ def test_small_model_int8(tmp_path):
         {"w", "w2", "w3", "m", "g0", "g1"}
 
 
+def test_cli_convert_int8(tmp_path):
+    from onnxstream.cli import main
+    model, feeds = _small_model()
+    onnx.save(model, tmp_path / "m.onnx")
+    assert main(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "out"), "--weights", "int8"]) == 0
+    graph = load_graph(tmp_path / "out")
+    assert graph.metadata["weights"] == "int8"
+    assert sum(w.layout == LAYOUT_QC8W and w.dtype == "int8" for w in graph.weights) == 6
+
+
 MODELS = ["tiny_unet", "tiny_vae_decoder", "tiny_text_encoder", "small_cnn", "bert_encoder"]
 
 
