@@ -5,7 +5,8 @@
 Builds and exports the networks once (cached by tests/modelzoo.py), converts them, then for every network and
 weight format runs onnxruntime and onnxstream on the same inputs and prints one markdown table: median time per
 run, peak RSS (VmHWM, with its anonymous and file-backed parts), bytes read and written (/proc/self/io), output
-error vs onnxruntime (relative L2) and the time ratio onnxstream / onnxruntime.
+error vs onnxruntime (relative L2, and PSNR over the reference output's range) and the time ratio
+onnxstream / onnxruntime.
 """
 from __future__ import annotations
 
@@ -95,6 +96,14 @@ def rel_l2(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
+def psnr(a, ref) -> float:
+    """Peak signal-to-noise ratio in dB, the peak being the reference output's range (random-weight networks do
+    not produce images in [-1, 1])."""
+    a, ref = a.astype(np.float64), ref.astype(np.float64)
+    rmse = float(np.sqrt(np.mean((a - ref) ** 2)))
+    return float("inf") if rmse == 0 else 20 * np.log10((ref.max() - ref.min()) / rmse)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks", default=",".join(NETWORKS))
@@ -119,7 +128,8 @@ def main() -> int:
                 ours = run_engine("onnxstream", model, feeds, tmp / "ours.npz", args.runs)
                 err = None
                 if "outputs" in ours and "outputs" in ref:
-                    err = max(rel_l2(ours["outputs"][k], v) for k, v in ref["outputs"].items())
+                    err = (max(rel_l2(ours["outputs"][k], v) for k, v in ref["outputs"].items()),
+                           min(psnr(ours["outputs"][k], v) for k, v in ref["outputs"].items()))
                 rows.append((net, weights, "onnxstream", ours, err))
             print_table(rows)
     return 0
@@ -127,12 +137,12 @@ def main() -> int:
 
 def print_table(rows) -> None:
     print("\n| network | weights | engine | time/run (s) | peak RSS MB | RSS at exit MB (anon + file) | "
-          "MB read per run (at load) | MB written | rel. L2 error vs onnxruntime fp32 | time vs onnxruntime |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "MB read per run (at load) | MB written | rel. L2 error vs onnxruntime fp32 | PSNR dB | time vs onnxruntime |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     ref_time = {}
     for net, weights, engine, r, err in rows:
         if "error" in r:
-            print(f"| {net} | {weights} | {engine} | failed: {r['error'][:80]} | | | | | | |")
+            print(f"| {net} | {weights} | {engine} | failed: {r['error'][:80]} | | | | | | | |")
             continue
         if engine == "onnxruntime":
             ref_time[net] = r["seconds"]
@@ -141,7 +151,8 @@ def print_table(rows) -> None:
               f"{r['anon_mb'] + r['file_mb']:.0f} ({r['anon_mb']:.0f} + {r['file_mb']:.0f}) | "
               f"{r['run_read_mb']:.0f} ({r['load_read_mb']:.0f}) | "
               f"{r['written_mb']:.1f} | "
-              f"{'' if err is None else f'{err:.1e}'} | {'' if ratio is None else f'{ratio:.2f}x'} |")
+              f"{'' if err is None else f'{err[0]:.1e} | {err[1]:.1f}'}{' |' if err is None else ''} | "
+              f"{'' if ratio is None else f'{ratio:.2f}x'} |")
     sys.stdout.flush()
 
 
