@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/gemm-tile-rows.h"
+
 namespace onnxstream {
 
 // Lanes < n of a ymm mask (n <= 8).
@@ -18,17 +20,9 @@ inline __m256i avx2_lane_mask(size_t n) {
 template <int MR, bool kF16Weights>
 inline void gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w, float* c,
                           size_t c_stride, const float* bias, int accumulate) {
-  // Rows past mr alias the last real row: they compute and store the same values, so no branches in the k loop.
   const float* ar[MR];
   float* cr[MR];
-  ar[0] = a;
-  cr[0] = c;
-#pragma GCC unroll 16
-  for (int i = 1; i < MR; i++) {
-    bool real = (size_t)i < mr;
-    ar[i] = real ? (const float*)((const char*)ar[i - 1] + a_stride) : ar[i - 1];
-    cr[i] = real ? (float*)((char*)cr[i - 1] + c_stride) : cr[i - 1];
-  }
+  gemm_tile_rows<MR>(mr, a, a_stride, c, c_stride, ar, cr);
   const bool full = nc >= 16;
   const __m256i mask_lo = avx2_lane_mask(nc < 8 ? nc : 8), mask_hi = avx2_lane_mask(nc > 8 ? nc - 8 : 0);
 

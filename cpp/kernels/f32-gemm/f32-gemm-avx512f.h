@@ -7,22 +7,16 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/gemm-tile-rows.h"
+
 namespace onnxstream {
 
 template <int MR, bool kF16Weights>
 inline void gemm_avx512f(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w, float* c,
                          size_t c_stride, const float* bias, int accumulate) {
-  // Rows past mr alias the last real row: they compute and store the same values, so no branches in the k loop.
   const float* ar[MR];
   float* cr[MR];
-  ar[0] = a;
-  cr[0] = c;
-#pragma GCC unroll 16
-  for (int i = 1; i < MR; i++) {
-    bool real = (size_t)i < mr;
-    ar[i] = real ? (const float*)((const char*)ar[i - 1] + a_stride) : ar[i - 1];
-    cr[i] = real ? (float*)((char*)cr[i - 1] + c_stride) : cr[i - 1];
-  }
+  gemm_tile_rows<MR>(mr, a, a_stride, c, c_stride, ar, cr);
   const __mmask16 mask = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
 
   __m512 acc[MR];
