@@ -1,4 +1,4 @@
-// Row pointers of an MR-row GEMM microkernel tile, shared by the x86 kernel templates.
+// Row pointers of an MR-row GEMM microkernel tile, shared by every ISA's kernel templates.
 #pragma once
 #include <cstddef>
 

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/gemm-tile-rows.h"
+
 namespace onnxstream {
 
 template <int MR, int CW, bool kF16Weights>
@@ -16,13 +18,7 @@ inline void gemm_neon(size_t mr, size_t nc, size_t kc, const float* a, size_t a_
   constexpr int Q = CW / 4;  // q registers per row
   const float* ar[MR];
   float* cr[MR];
-  ar[0] = a;
-  cr[0] = c;
-  for (int i = 1; i < MR; i++) {  // rows past mr alias the last real row
-    bool real = (size_t)i < mr;
-    ar[i] = real ? (const float*)((const char*)ar[i - 1] + a_stride) : ar[i - 1];
-    cr[i] = real ? (float*)((char*)cr[i - 1] + c_stride) : cr[i - 1];
-  }
+  gemm_tile_rows<MR>(mr, a, a_stride, c, c_stride, ar, cr);
   for (size_t j0 = 0; j0 < nc; j0 += CW) {
     const size_t cols = nc - j0 < (size_t)CW ? nc - j0 : (size_t)CW;
     float tmp[CW] = {};  // partial column groups go through here

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/gemm-tile-rows.h"
+
 #include "half.h"
 
 namespace onnxstream {
@@ -13,13 +15,7 @@ inline void gemm_scalar(size_t mr, size_t nc, size_t kc, const float* a, size_t 
                         size_t c_stride, const float* bias, int accumulate) {
   const float* ar[MR];
   float* cr[MR];
-  ar[0] = a;
-  cr[0] = c;
-  for (int i = 1; i < MR; i++) {  // rows past mr alias the last real row
-    bool real = (size_t)i < mr;
-    ar[i] = real ? (const float*)((const char*)ar[i - 1] + a_stride) : ar[i - 1];
-    cr[i] = real ? (float*)((char*)cr[i - 1] + c_stride) : cr[i - 1];
-  }
+  gemm_tile_rows<MR>(mr, a, a_stride, c, c_stride, ar, cr);
   for (size_t j0 = 0; j0 < nc; j0 += 4) {
     float acc[MR][4];
     for (int i = 0; i < MR; i++)
