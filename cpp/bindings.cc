@@ -7,6 +7,7 @@
 #include "ops/elementwise.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
+#include "ops/conv_band.h"
 #include "ops/gemm.h"
 #include "ops/norm.h"
 #include "ops/qc8w.h"
@@ -262,6 +263,31 @@ PYBIND11_MODULE(_core, m) {
     Window win = window(kernel, strides, pads_begin, pads_end, dilations);
     py::gil_scoped_release nogil;
     conv_packed(tx, tp, M, tb.get(), win, group, ty);
+  });
+  m.def("conv_band_prologue", [](py::array x, int64_t row0, py::object scale_shift, bool silu, py::array y) {
+    Tensor tx = view(x), ty = out_view(y);
+    MaybeTensor ts(scale_shift);
+    py::gil_scoped_release nogil;
+    conv_band_prologue(tx, row0, ts.get(), silu, ty);
+  });
+  m.def("conv_band_epilogue", [](py::array z, py::object residual, int64_t s, int64_t y_row0, int64_t z_row0,
+                                 std::vector<int64_t> off_h, std::vector<int64_t> off_w, py::array y) {
+    Tensor tz = view(z), ty = out_view(y);
+    MaybeTensor tr(residual);
+    check((int64_t)off_h.size() >= s && (int64_t)off_w.size() >= s, "conv_band_epilogue: one offset per phase");
+    py::gil_scoped_release nogil;
+    conv_band_epilogue(tz, tr.get(), s, y_row0, z_row0, off_h.data(), off_w.data(), ty);
+  });
+  m.def("group_norm_stats", [](py::array x, int64_t groups, bool first, py::array shift, py::array sums) {
+    Tensor tx = view(x), tsh = out_view(shift), tsu = out_view(sums);
+    py::gil_scoped_release nogil;
+    group_norm_stats(tx, groups, first, tsh, tsu);
+  });
+  m.def("group_norm_scale_shift", [](py::array sums, py::array shift, double count, py::array gamma, py::array beta,
+                                     float eps, py::array out) {
+    Tensor tsu = view(sums), tsh = view(shift), tg = view(gamma), tb = view(beta), to = out_view(out);
+    py::gil_scoped_release nogil;
+    group_norm_scale_shift(tsu, tsh, count, tg, tb, eps, to);
   });
   m.def("conv_transpose", [](py::array x, py::array w, py::object bias, A3 kernel, A3 strides, A3 pads_begin,
                              A3 dilations, int64_t group, py::array y) {

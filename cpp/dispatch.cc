@@ -54,7 +54,22 @@ SoftmaxConfig choose_softmax() {
   return cfg;
 }
 
+ConvBandConfig choose_convband() {
+  ConvBandConfig cfg{"scalar", f32_vscaleshift_ukernel__scalar, f32_vaddstore_ukernel__scalar,
+                     f32_rsumsq_ukernel__scalar};
+  ONNXSTREAM_IF_avx2_fma(if (cpu_has(kIsaAvx2Fma)) {  // AVX-512 CPUs too: these rows are memory bound
+    cfg = {"avx2-fma", f32_vscaleshift_ukernel__avx2_fma, f32_vaddstore_ukernel__avx2_fma,
+           f32_rsumsq_ukernel__avx2_fma};
+  })
+  return cfg;
+}
+
 }  // namespace
+
+const ConvBandConfig& convband_config() {
+  static const ConvBandConfig cfg = choose_convband();
+  return cfg;
+}
 
 const SoftmaxConfig& softmax_config() {
   static const SoftmaxConfig cfg = choose_softmax();

@@ -27,4 +27,13 @@ struct SoftmaxConfig {
 
 const SoftmaxConfig& softmax_config();
 
+struct ConvBandConfig {
+  const char* isa;
+  VScaleShiftUkernel scaleshift;  // normalize (+ SiLU) an input row
+  VAddStoreUkernel addstore;      // add the residual, store float32 or fp16
+  RSumSqUkernel rsumsq;           // GroupNorm statistics of a row
+};
+
+const ConvBandConfig& convband_config();
+
 }  // namespace onnxstream

@@ -31,6 +31,13 @@ using PackwUkernel = void (*)(size_t kc, size_t nc, const void* w, ptrdiff_t k_s
 using RmaxUkernel = float (*)(size_t n, const float* x);
 using RaddstoreexpminusmaxUkernel = float (*)(size_t n, const float* x, float max, float* y);
 
+// Row kernels of banded fused convs (ops/conv_band.cc); x, r, y are float32, or fp16 bits when their *_f16 flag is set.
+// vscaleshift: y[i] = a * x[i] + b, then SiLU when act. vaddstore: y[i] = z[i] + (r ? r[i] : 0).
+// rsumsq: sums[0] += sum(x[i] - shift), sums[1] += sum((x[i] - shift)^2) over i < n.
+using VScaleShiftUkernel = void (*)(size_t n, const void* x, int x_f16, float a, float b, int act, float* y);
+using VAddStoreUkernel = void (*)(size_t n, const float* z, const void* r, int r_f16, void* y, int y_f16);
+using RSumSqUkernel = void (*)(size_t n, const void* x, int x_f16, float shift, float* sums);
+
 constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 
 #define GEMM_UKERNEL(isa, fn, mr, nr) \
@@ -53,6 +60,13 @@ constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 #include "kernels/f32-raddstoreexpminusmax/f32-raddstoreexpminusmax.inc"
 #undef RMAX_UKERNEL
 #undef RADDSTOREEXPMINUSMAX_UKERNEL
+
+#define CONVBAND_UKERNELS(isa, scaleshift, addstore, rsumsq)               \
+  void scaleshift(size_t, const void*, int, float, float, int, float*); \
+  void addstore(size_t, const float*, const void*, int, void*, int);    \
+  void rsumsq(size_t, const void*, int, float, float*);
+#include "kernels/f32-convband/f32-convband.inc"
+#undef CONVBAND_UKERNELS
 
 }  // namespace onnxstream
 

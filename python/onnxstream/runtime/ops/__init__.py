@@ -2,16 +2,16 @@
 input) and its ONNX attributes as keyword arguments, and return one array or a tuple of arrays."""
 import inspect
 
-from . import conv, elementwise, fused, linalg, norm, reduce, resize, shape
+from . import conv, elementwise, fused, fused_conv, linalg, norm, reduce, resize, shape
 
-OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused)
+OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused, fused_conv)
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
 
 # Ops that can write their result over a dead input the executor hands them as _out (same shape and dtype).
 IN_PLACE_OPS = {name for name, fn in OPS.items() if "_out" in inspect.signature(fn).parameters}
 
 # Ops whose weight input may stay float16: their kernels convert it on the fly.
-FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled"}
+FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled", "FusedConv"}
 
 
 def op_kwargs(op: str, attrs: dict, num_outputs: int, opset: int) -> dict:

@@ -1,0 +1,225 @@
+"""Fused 2-D convolutions (fusion_conv.py makes them): the conv runs band by band over its output rows, so what
+it fuses never exists whole.
+
+Per band: the prologue builds the conv's float32 input rows from the stored input (float32 or float16),
+normalized by a GroupNorm's per-channel (scale, shift) and SiLU'd on the way; conv_packed computes the band
+(a sub-pixel conv computes the s*s phases of a nearest-upsampled input at once); the epilogue adds the residual
+and stores float32 or float16, unshuffling the phases. Consecutive bands share their halo rows through a rolling
+buffer, which is also what lets a conv write its output over its own input (inplace="input": rows are written
+only once no later band reads them) and lets an input be recomputed instead of stored (src: the input is itself
+a FusedConv of a smaller tensor, run band by band inside this one).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import _core
+from ...packing import Panels
+from .common import contiguous
+
+BAND_BYTES = 12 << 20   # float32 scratch per band (input rows, conv rows, recomputed source rows)
+
+
+def _pairs(v, default):
+    v = [int(i) for i in (v or [])]
+    return v if v else [default, default]
+
+
+class _Conv:
+    """One conv's geometry and weights: output rows on demand, from a source of input rows."""
+
+    def __init__(self, src, W, B, kernel_shape, pads, strides, dilations, group, subpixel, offsets_h, offsets_w):
+        if not isinstance(W, Panels) and W.ndim != 4:
+            raise ValueError(f"FusedConv weight must be 4-D, got shape {W.shape}")
+        self.src = src
+        self.W = W
+        self.Mz = int(W.shape[0])
+        self.bias = None if B is None else contiguous(np.asarray(B, np.float32)).reshape(-1)
+        self.kernel = _pairs(kernel_shape, 1) or list(W.shape[2:])
+        pads = [int(p) for p in (pads or [0, 0, 0, 0])]
+        self.pb, self.pe = pads[:2], pads[2:]
+        self.strides, self.dil = _pairs(strides, 1), _pairs(dilations, 1)
+        self.group = int(group)
+        self.s = int(subpixel)
+        self.off_h = [int(o) for o in (offsets_h or [0])]
+        self.off_w = [int(o) for o in (offsets_w or [0])]
+        N, C, H, Wd = src.shape
+        if C != W.shape[1] * self.group:
+            raise ValueError(f"FusedConv input has {C} channels, weight expects {W.shape[1]} x group {self.group}")
+        self.zh = [(H + self.pb[0] + self.pe[0] - ((self.kernel[0] - 1) * self.dil[0] + 1)) // self.strides[0] + 1,
+                   (Wd + self.pb[1] + self.pe[1] - ((self.kernel[1] - 1) * self.dil[1] + 1)) // self.strides[1] + 1]
+        s = self.s
+        self.M = self.Mz // (s * s)
+        # A sub-pixel conv's z rows/columns [0, H + max offset) give output rows/columns [0, s*H).
+        out = [s * (self.zh[0] - max(self.off_h)), s * (self.zh[1] - max(self.off_w))] if s > 1 else self.zh
+        self.shape = (N, self.M, out[0], out[1])
+        self.row_bytes = 4 * N * (self.Mz * self.zh[1] // s + C * Wd * self.strides[0] // s) + src.row_bytes
+        self.cache = None   # (a, b, z): the last z rows, which a sub-pixel conv's next band starts with
+
+    def z_rows(self, a: int, b: int) -> np.ndarray:
+        """Conv output rows [a, b) (the s*s phases for a sub-pixel conv), float32 [N, Mz, b - a, zw]."""
+        if self.cache is not None and self.cache[0] <= a < self.cache[1]:
+            ca, cb, cz = self.cache
+            z = cz[:, :, a - ca:b - ca] if b <= cb else np.concatenate([cz[:, :, a - ca:], self._compute(cb, b)], axis=2)
+        else:
+            z = self._compute(a, b)
+        self.cache = (a, b, z) if self.s > 1 else None
+        return z
+
+    def _compute(self, a: int, b: int) -> np.ndarray:
+        kh, sh, dh, ph = self.kernel[0], self.strides[0], self.dil[0], self.pb[0]
+        lo, hi = a * sh - ph, (b - 1) * sh - ph + (kh - 1) * dh + 1   # input rows read, padding included
+        H = self.src.shape[2]
+        x = self.src.rows(max(lo, 0), min(hi, H))
+        z = np.empty((x.shape[0], self.Mz, b - a, self.zh[1]), np.float32)
+        window = ([1] + self.kernel, [1] + self.strides, [0, max(-lo, 0), self.pb[1]],
+                  [0, max(hi - H, 0), self.pe[1]], [1] + self.dil)
+        x5, z5 = x[:, :, None], z[:, :, None]
+        if isinstance(self.W, Panels):
+            _core.conv_packed(x5, self.W.data, self.Mz, self.bias, *window, self.group, z5)
+        else:
+            _core.conv(x5, contiguous(self.W)[:, :, None], self.bias, *window, self.group, z5)
+        return z
+
+    def rows_into(self, r0: int, r1: int, out: np.ndarray, residual=None) -> None:
+        """Output rows [r0, r1) (+ residual rows) stored into out: [N, M, r1 - r0, W], float32 or float16."""
+        s = self.s
+        a, b = (r0 // s, (r1 - 1) // s + max(self.off_h) + 1) if s > 1 else (r0, r1)
+        z = self.z_rows(a, b)
+        _core.conv_band_epilogue(z, residual, s, r0, a, self.off_h, self.off_w, out)
+
+    def band_rows(self) -> int:
+        rows = max(1, BAND_BYTES // max(self.row_bytes, 1))
+        return max(self.s, rows - rows % self.s)
+
+
+class _Stored:
+    """Rows of a stored tensor, normalized and activated by the prologue (a view when there is nothing to do)."""
+
+    def __init__(self, x, norm, activation, copy=False):
+        if x.ndim != 4 or x.dtype not in (np.float32, np.float16):
+            raise ValueError(f"FusedConv input must be 4-D float32 or float16, got {x.dtype} {x.shape}")
+        self.x, self.norm, self.silu = x, _norm(norm, x), _silu(activation)
+        self.shape = x.shape
+        self.row_bytes = 0
+        self.view_ok = not copy   # a view would change under a conv writing over x
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        if self.view_ok and self.norm is None and not self.silu and self.x.dtype == np.float32 \
+                and self.x.strides[-1] == 4:
+            return self.x[:, :, a:b]
+        y = np.empty(self.x.shape[:2] + (b - a, self.x.shape[3]), np.float32)
+        _core.conv_band_prologue(self.x, a, self.norm, self.silu, y)
+        return y
+
+
+class _Recomputed:
+    """Rows of a FusedConv's output that was never stored: computed band by band, then normalized/activated."""
+
+    def __init__(self, conv: _Conv, norm, activation):
+        self.conv, self.silu = conv, _silu(activation)
+        self.shape = conv.shape
+        self.norm = None if norm is None else _norm(norm, np.empty((self.shape[0], self.shape[1], 0, 0), np.float32))
+        self.row_bytes = conv.row_bytes + 4 * self.shape[0] * self.shape[1] * self.shape[3]
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        y = np.empty(self.shape[:2] + (b - a, self.shape[3]), np.float32)
+        self.conv.rows_into(a, b, y)
+        if self.norm is not None or self.silu:
+            _core.conv_band_prologue(y, 0, self.norm, self.silu, y)
+        return y
+
+
+class _Rolling:
+    """Keeps the rows last returned so the next, overlapping band reuses them: halos are computed once, and rows
+    already read survive the conv overwriting its own input."""
+
+    def __init__(self, src):
+        self.src, self.shape, self.row_bytes = src, src.shape, src.row_bytes
+        self.a = self.b = 0
+        self.buf = None
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        if self.buf is None or not self.a <= a < self.b:
+            buf = self.src.rows(a, b)
+        elif b <= self.b:
+            buf = self.buf[:, :, a - self.a:b - self.a]
+        else:
+            buf = np.concatenate([self.buf[:, :, a - self.a:], self.src.rows(self.b, b)], axis=2)
+        self.a, self.b, self.buf = a, b, buf
+        return buf
+
+
+def _norm(norm, x):
+    if norm is None:
+        return None
+    norm = contiguous(np.asarray(norm, np.float32))
+    if norm.shape != (x.shape[0], 2, x.shape[1]):
+        raise ValueError(f"FusedConv norm must be [N, 2, C] = {[x.shape[0], 2, x.shape[1]]}, got {list(norm.shape)}")
+    return norm
+
+
+def _silu(activation) -> bool:
+    if activation not in ("", "silu", None):
+        raise ValueError(f"FusedConv activation must be '' or 'silu', got {activation!r}")
+    return activation == "silu"
+
+
+def _source(X, norm, activation, src_W, src_B, src_norm, src, copy=False):
+    """The rows a conv reads: X itself, or (src) the output of the FusedConv src of X, recomputed."""
+    if not src:
+        return _Stored(X, norm, activation, copy)
+    inner = _Conv(_Stored(X, src_norm, src.get("activation", "")), src_W, src_B, src["kernel_shape"], src["pads"],
+                  src.get("strides"), src.get("dilations"), src.get("group", 1), src.get("subpixel", 1),
+                  src.get("offsets_h"), src.get("offsets_w"))
+    return _Recomputed(inner, norm, activation)
+
+
+def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, src_norm=None, kernel_shape=None,
+              pads=None, strides=None, dilations=None, group=1, activation="", subpixel=1, offsets_h=None,
+              offsets_w=None, out_dtype="float32", inplace="", src=None):
+    """y = conv(act(norm(X))) + residual, stored as out_dtype; see the module docstring for subpixel, inplace, src."""
+    source = _source(X, norm, activation, src_W, src_B, src_norm, src, copy=inplace == "input")
+    conv = _Conv(_Rolling(source), W, B, kernel_shape, pads, strides, dilations, group, subpixel, offsets_h,
+                 offsets_w)
+    dtype = np.dtype(out_dtype)
+    if residual is not None and tuple(residual.shape) != conv.shape:
+        raise ValueError(f"FusedConv residual of shape {residual.shape} does not match the output {conv.shape}")
+    if inplace == "residual":
+        out = residual
+    elif inplace == "input":
+        out = X
+        if src or X.shape != conv.shape or conv.s != 1 or conv.strides != [1, 1] or conv.pe[0] < 0:
+            raise ValueError("FusedConv inplace='input' needs a stored input shaped like the output, stride 1")
+    else:
+        out = np.empty(conv.shape, dtype)
+    if out.dtype != dtype or tuple(out.shape) != conv.shape:
+        raise ValueError(f"FusedConv inplace={inplace!r}: the buffer reused is {out.dtype} {out.shape}, "
+                         f"the output {dtype} {conv.shape}")
+    H = conv.shape[2]
+    step = conv.band_rows()
+    for r0 in range(0, H, step):
+        r1 = min(H, r0 + step)
+        conv.rows_into(r0, r1, out[:, :, r0:r1], None if residual is None else residual[:, :, r0:r1])
+    return out
+
+
+def FusedGroupNormScale(X, scale, bias, src_W=None, src_B=None, src_norm=None, num_groups=1, epsilon=1e-5,
+                        src=None):
+    """GroupNorm of X as per-channel (a, b): [N, 2, C] with a*x + b the normalized x. X may be recomputed (src)."""
+    source = _source(X, None, "", src_W, src_B, src_norm, src)
+    N, C, H, Wd = source.shape
+    groups = int(num_groups)
+    gamma = contiguous(np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (C,)))
+    beta = contiguous(np.broadcast_to(np.asarray(bias, np.float32).reshape(-1), (C,)))
+    shift = np.zeros((N, groups), np.float32)
+    sums = np.zeros((N, groups, 2), np.float64)
+    if src:
+        step = source.conv.band_rows()
+        for r0 in range(0, H, step):
+            _core.group_norm_stats(source.rows(r0, min(H, r0 + step)), groups, r0 == 0, shift, sums)
+    else:
+        _core.group_norm_stats(X, groups, True, shift, sums)
+    out = np.empty((N, 2, C), np.float32)
+    _core.group_norm_scale_shift(sums, shift, float(C // groups * H * Wd), gamma, beta, float(epsilon), out)
+    return out
