@@ -100,6 +100,8 @@ def packable(nodes) -> dict[str, tuple]:
             use = None
             if node.op == "Conv" and i == 1:
                 use = ("conv", int(node.attrs.get("group", 1)))
+            elif node.op == "FusedConv" and i in (1, 5):
+                use = ("conv", int((node.attrs if i == 1 else node.attrs.get("src") or {}).get("group", 1)))
             elif node.op == "MatMul" and i == 1:
                 use = ("gemm", 0)
             elif node.op == "Gemm" and i == 1:

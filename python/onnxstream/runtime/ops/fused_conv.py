@@ -96,21 +96,18 @@ class _Conv:
 class _Stored:
     """Rows of a stored tensor, normalized and activated by the prologue (a view when there is nothing to do)."""
 
-    def __init__(self, x, norm, activation, copy=False):
+    def __init__(self, x, norm, activation):
         if x.ndim != 4 or x.dtype not in (np.float32, np.float16):
             raise ValueError(f"FusedConv input must be 4-D float32 or float16, got {x.dtype} {x.shape}")
         self.x, self.norm, self.silu = x, _norm(norm, x), _silu(activation)
         self.shape = x.shape
         self.row_bytes = 0
-        self.view_ok = not copy   # a view would change under a conv writing over x
 
-    def rows(self, a: int, b: int) -> np.ndarray:
-        if self.view_ok and self.norm is None and not self.silu and self.x.dtype == np.float32 \
-                and self.x.strides[-1] == 4:
-            return self.x[:, :, a:b]
-        y = np.empty(self.x.shape[:2] + (b - a, self.x.shape[3]), np.float32)
-        _core.conv_band_prologue(self.x, a, self.norm, self.silu, y)
-        return y
+    def as_view(self) -> bool:
+        return self.norm is None and not self.silu and self.x.dtype == np.float32 and self.x.strides[-1] == 4
+
+    def rows_into(self, a: int, b: int, out: np.ndarray) -> None:
+        _core.conv_band_prologue(self.x, a, self.norm, self.silu, out)
 
 
 class _Recomputed:
@@ -122,32 +119,41 @@ class _Recomputed:
         self.norm = None if norm is None else _norm(norm, np.empty((self.shape[0], self.shape[1], 0, 0), np.float32))
         self.row_bytes = conv.row_bytes + 4 * self.shape[0] * self.shape[1] * self.shape[3]
 
-    def rows(self, a: int, b: int) -> np.ndarray:
-        y = np.empty(self.shape[:2] + (b - a, self.shape[3]), np.float32)
-        self.conv.rows_into(a, b, y)
+    def as_view(self) -> bool:
+        return False
+
+    def rows_into(self, a: int, b: int, out: np.ndarray) -> None:
+        self.conv.rows_into(a, b, out)
         if self.norm is not None or self.silu:
-            _core.conv_band_prologue(y, 0, self.norm, self.silu, y)
-        return y
+            _core.conv_band_prologue(out, 0, self.norm, self.silu, out)
 
 
 class _Rolling:
-    """Keeps the rows last returned so the next, overlapping band reuses them: halos are computed once, and rows
-    already read survive the conv overwriting its own input."""
+    """A source's rows [a, b), band after band, in one reused float32 buffer: the rows a band shares with the last
+    one (the conv's halo) move to the front instead of being recomputed, and survive a conv writing over its own
+    input. A stored float32 tensor with nothing to apply is read in place instead (unless in_place)."""
 
-    def __init__(self, src):
+    def __init__(self, src, in_place=False):
         self.src, self.shape, self.row_bytes = src, src.shape, src.row_bytes
+        self.view = src.as_view() and not in_place
         self.a = self.b = 0
         self.buf = None
 
     def rows(self, a: int, b: int) -> np.ndarray:
-        if self.buf is None or not self.a <= a < self.b:
-            buf = self.src.rows(a, b)
-        elif b <= self.b:
-            buf = self.buf[:, :, a - self.a:b - self.a]
-        else:
-            buf = np.concatenate([self.buf[:, :, a - self.a:], self.src.rows(self.b, b)], axis=2)
+        if self.view:
+            return self.src.x[:, :, a:b]
+        if self.buf is not None and self.a <= a and b <= self.b:
+            return self.buf[:, :, a - self.a:b - self.a]
+        keep = self.b - a if self.buf is not None and self.a <= a < self.b else 0
+        buf = self.buf
+        if buf is None or buf.shape[2] < b - a:
+            buf = np.empty(self.shape[:2] + (b - a, self.shape[3]), np.float32)
+        if keep:
+            shared = self.buf[:, :, a - self.a:self.b - self.a]
+            buf[:, :, :keep] = shared.copy() if buf is self.buf else shared
+        self.src.rows_into(a + keep, b, buf[:, :, keep:b - a])
         self.a, self.b, self.buf = a, b, buf
-        return buf
+        return buf[:, :, :b - a]
 
 
 def _norm(norm, x):
@@ -165,11 +171,11 @@ def _silu(activation) -> bool:
     return activation == "silu"
 
 
-def _source(X, norm, activation, src_W, src_B, src_norm, src, copy=False):
+def _source(X, norm, activation, src_W, src_B, src_norm, src):
     """The rows a conv reads: X itself, or (src) the output of the FusedConv src of X, recomputed."""
     if not src:
-        return _Stored(X, norm, activation, copy)
-    inner = _Conv(_Stored(X, src_norm, src.get("activation", "")), src_W, src_B, src["kernel_shape"], src["pads"],
+        return _Stored(X, norm, activation)
+    inner = _Conv(_Rolling(_Stored(X, src_norm, src.get("activation", ""))), src_W, src_B, src["kernel_shape"], src["pads"],
                   src.get("strides"), src.get("dilations"), src.get("group", 1), src.get("subpixel", 1),
                   src.get("offsets_h"), src.get("offsets_w"))
     return _Recomputed(inner, norm, activation)
@@ -179,8 +185,8 @@ def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, sr
               pads=None, strides=None, dilations=None, group=1, activation="", subpixel=1, offsets_h=None,
               offsets_w=None, out_dtype="float32", inplace="", src=None):
     """y = conv(act(norm(X))) + residual, stored as out_dtype; see the module docstring for subpixel, inplace, src."""
-    source = _source(X, norm, activation, src_W, src_B, src_norm, src, copy=inplace == "input")
-    conv = _Conv(_Rolling(source), W, B, kernel_shape, pads, strides, dilations, group, subpixel, offsets_h,
+    source = _source(X, norm, activation, src_W, src_B, src_norm, src)
+    conv = _Conv(_Rolling(source, in_place=inplace == "input"), W, B, kernel_shape, pads, strides, dilations, group, subpixel, offsets_h,
                  offsets_w)
     dtype = np.dtype(out_dtype)
     if residual is not None and tuple(residual.shape) != conv.shape:
@@ -215,9 +221,9 @@ def FusedGroupNormScale(X, scale, bias, src_W=None, src_B=None, src_norm=None, n
     shift = np.zeros((N, groups), np.float32)
     sums = np.zeros((N, groups, 2), np.float64)
     if src:
-        step = source.conv.band_rows()
+        step, rows = source.conv.band_rows(), _Rolling(source)
         for r0 in range(0, H, step):
-            _core.group_norm_stats(source.rows(r0, min(H, r0 + step)), groups, r0 == 0, shift, sums)
+            _core.group_norm_stats(rows.rows(r0, min(H, r0 + step)), groups, r0 == 0, shift, sums)
     else:
         _core.group_norm_stats(X, groups, True, shift, sums)
     out = np.empty((N, 2, C), np.float32)
