@@ -72,7 +72,7 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     nodes = fuse_silu(nodes, outputs)
     nodes = fuse_gelu(nodes, outputs, consts)
     nodes = fuse_row_tiles(nodes, outputs, shapes, consts)
-    nodes = fuse_convs(nodes, outputs, shapes, consts, weights)
+    nodes = fuse_convs(nodes, outputs, {**{v.name: (v.shape, v.dtype) for v in inputs}, **shapes}, consts, weights)
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
     _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")
