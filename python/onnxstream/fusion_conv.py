@@ -7,7 +7,8 @@ decoders (SD's VAE at 512x512: 128-256 channels of 512^2) are never materialized
    normalizing (and SiLU-ing) the rows it reads;
 3. Add(conv, r)  =>  the conv adds r in its epilogue;
 4. large conv outputs read only by fused ops are stored as float16;
-5. a large conv output computed from a smaller input and read only by fused ops is recomputed by each reader;
+5. a large conv output computed from a smaller input and read only by fused ops is recomputed by each reader
+   (a 1x1 conv reader instead gets the product weights and reads the smaller input directly);
 6. a conv writes over its residual or its own input when that is the value's last read.
 Each step computes what the pattern computed (up to float rounding and the float16 storage of step 4).
 """
@@ -228,7 +229,32 @@ _SRC_ATTRS = ("kernel_shape", "pads", "strides", "dilations", "group", "activati
               "offsets_w")
 
 
-def recompute_large(nodes, outputs, shapes):
+def _is_plain_1x1(n):
+    a = n.attrs
+    return (n.op == "FusedConv" and a["kernel_shape"] == [1, 1] and a["strides"] == [1, 1] and a["group"] == 1 and
+            a["dilations"] == [1, 1] and not any(a["pads"]) and not n.inputs[3] and not a.get("activation"))
+
+
+def _compose_1x1(reader: Node, conv: Node, consts, weights):
+    """reader = 1x1 conv of conv's output => one conv of conv's input with the product weights (cheaper than
+    recomputing conv's output for it: SD's VAE shortcut 256->128 after the upsample conv costs half)."""
+    rnd = (lambda a: a.astype(np.float16).astype(np.float64)) if weights == "fp16" else (lambda a: a.astype(np.float64))
+    w_in = consts[conv.inputs[1]]
+    w_in = w_in.astype(np.float64) if FLOAT32_SUFFIX in conv.inputs[1] else rnd(w_in)
+    b_in = consts[conv.inputs[2]].reshape(-1).astype(np.float64) if conv.inputs[2] else np.zeros(w_in.shape[0])
+    w_1 = rnd(consts[reader.inputs[1]])[:, :, 0, 0]
+    b_1 = consts[reader.inputs[2]].reshape(-1).astype(np.float64) if reader.inputs[2] else np.zeros(w_1.shape[0])
+    phases, m = w_in.shape[0] // w_1.shape[1], w_1.shape[1]   # s*s sub-pixel phases of m channels each
+    w = np.concatenate([(w_1 @ w_in[p * m:(p + 1) * m].reshape(m, -1)).reshape((-1,) + w_in.shape[1:])
+                        for p in range(phases)])
+    b = np.concatenate([w_1 @ b_in[p * m:(p + 1) * m] + b_1 for p in range(phases)])
+    w_name, b_name = f"{reader.inputs[1]}{FLOAT32_SUFFIX}_composed", f"{reader.inputs[1]}{FLOAT32_SUFFIX}_composed_b"
+    consts[w_name], consts[b_name] = w.astype(np.float32), b.astype(np.float32)
+    reader.inputs[:4] = [conv.inputs[0], w_name, b_name, conv.inputs[3]]
+    reader.attrs.update({k: conv.attrs[k] for k in _SRC_ATTRS if k in conv.attrs})
+
+
+def recompute_large(nodes, outputs, shapes, consts=None, weights="fp32"):
     uses = _uses(nodes)
     for conv in [n for n in nodes if n.op == "FusedConv"]:
         x = conv.outputs[0]
@@ -241,6 +267,9 @@ def recompute_large(nodes, outputs, shapes):
             continue
         src = {k: conv.attrs[k] for k in _SRC_ATTRS if k in conv.attrs}
         for n, _ in after:
+            if consts is not None and _is_plain_1x1(n) and conv.attrs["group"] == 1:
+                _compose_1x1(n, conv, consts, weights)
+                continue
             while len(n.inputs) < (5 if n.op == "FusedConv" else 3):
                 n.inputs.append("")
             n.inputs[0] = conv.inputs[0]
@@ -283,5 +312,5 @@ def fuse_convs(nodes, outputs, shapes, consts, weights="fp32"):
     nodes = fuse_norm_into_conv(nodes, outputs, shapes, consts)
     nodes = fuse_residual_add(nodes, outputs, shapes, consts)
     nodes = store_float16(nodes, outputs, shapes)
-    nodes = recompute_large(nodes, outputs, shapes)
+    nodes = recompute_large(nodes, outputs, shapes, consts, weights)
     return write_in_place(nodes, outputs, shapes)
