@@ -8,7 +8,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxstream
-from onnxstream import fusion_conv
+from onnxstream import fusion_conv, packing
 from onnxstream.graph import load_graph
 from onnxstream.runtime.ops import fused_conv
 from reference import onnxruntime_outputs, rel_l2, round_weights_to_fp16
@@ -59,8 +59,10 @@ def _fused_attrs(model_dir):
 
 
 @pytest.mark.parametrize("weights", ["fp32", "fp16"])
-@pytest.mark.parametrize("storage", ["float32", "float16", "recompute"])
+@pytest.mark.parametrize("storage", ["float32", "float16", "recompute", "column_blocks"])
 def test_decoder_matches_onnxruntime(decoder_onnx, weights, storage, tmp_path, monkeypatch):
+    if storage == "column_blocks":   # weights read 16 output channels at a time, sub-pixel ones included
+        monkeypatch.setattr(packing, "COLUMN_BLOCK_BYTES", 1 << 10)
     monkeypatch.setattr(fusion_conv, "FP16_MIN_BYTES", 1 << 40 if storage == "float32" else 0)
     monkeypatch.setattr(fusion_conv, "RECOMPUTE_MIN_BYTES", 0 if storage == "recompute" else 1 << 40)
     monkeypatch.setattr(fused_conv, "BAND_BYTES", 1 << 12)   # a few rows per band: halos and reuse everywhere
@@ -75,6 +77,9 @@ def test_decoder_matches_onnxruntime(decoder_onnx, weights, storage, tmp_path, m
     assert sum(a.get("subpixel", 1) == 2 for a in attrs) == 1   # the upsample conv, or (recompute) the shortcut
     assert sum(a.get("activation") == "silu" for a in attrs) == 7   # every GroupNorm+SiLU went into a conv
     assert any(a.get("inplace") == "residual" for a in attrs) and any(a.get("inplace") == "input" for a in attrs)
+    if storage == "column_blocks":
+        blocked = [w.name for w in load_graph(out).weights if w.cols_per_block]
+        assert len(blocked) >= 4 and any(fusion_conv.FLOAT32_SUFFIX in n for n in blocked), blocked
     if storage == "recompute":   # the upsampled conv's output is recomputed by 2 readers, the 1x1 shortcut composed
         assert sum(bool(a.get("src")) for a in attrs) == 2
     assert got.shape == want.shape

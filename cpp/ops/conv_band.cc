@@ -79,7 +79,7 @@ void conv_band_epilogue(const Tensor& z, const Tensor* residual, int64_t s, int6
         if ((int64_t)line.size() < W) line.resize(W);
         const int64_t o = y_row0 + i, p = o % s, zr = o / s - z_row0 + off_h[p];
         for (int64_t q = 0; q < s; q++) {
-          const float* zq = reinterpret_cast<const float*>(row(z, n, (p * s + q) * M + m, zr)) + off_w[q];
+          const float* zq = reinterpret_cast<const float*>(row(z, n, (m * s + p) * s + q, zr)) + off_w[q];
           for (int64_t w = q, j = 0; w < W; w += s, j++) line[w] = zq[j];
         }
         src = line.data();

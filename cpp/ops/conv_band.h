@@ -14,9 +14,9 @@ void conv_band_prologue(const Tensor& x, int64_t row0, const Tensor* scale_shift
 
 // y: [N, M, R, Wy] f32 or f16, rows y_row0.. of the output; residual: null or shaped like y (f32 or f16).
 // s == 1: z is [N, M, R, Wy] f32 and y = z + residual.
-// s > 1, a sub-pixel conv: z is [N, s*s*M, Rz, Wz] f32 holding conv output rows z_row0.., phase (p, q) of the
-// output in channels (p*s + q)*M.. and y[n, m, o, w] = z[n, ((o%s)*s + w%s)*M + m, o/s - z_row0 + off_h[o%s],
-// w/s + off_w[w%s]] + residual.
+// s > 1, a sub-pixel conv: z is [N, M*s*s, Rz, Wz] f32 holding conv output rows z_row0.., phase (p, q) of output
+// channel m in z channel (m*s + p)*s + q (so column blocks of z channels hold whole channels), and
+// y[n, m, o, w] = z[n, (m*s + o%s)*s + w%s, o/s - z_row0 + off_h[o%s], w/s + off_w[w%s]] + residual.
 void conv_band_epilogue(const Tensor& z, const Tensor* residual, int64_t s, int64_t y_row0, int64_t z_row0,
                         const int64_t* off_h, const int64_t* off_w, const Tensor& y);
 

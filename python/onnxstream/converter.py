@@ -341,6 +341,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
     gather_only = _gather_tables(nodes)
     gemm_operands = packing.packable(nodes)
     row_tiled = {n for node in nodes if node.op == "FusedRowTiled" for n in node.inputs[1:]}  # read whole per tile
+    row_tiled |= {node.inputs[5] for node in nodes if node.op == "FusedConv" and len(node.inputs) > 5}  # per band
     constants, weights = {}, []
     for name in used:
         a = consts[name]

@@ -132,16 +132,17 @@ def fuse_subpixel(nodes, outputs, shapes, consts, weights="fp32"):
             continue
         Dh, Ph, Eh, off_h, taps_h = rows
         Dw, Pw, Ew, off_w, taps_w = cols
-        ws = np.zeros((s * s * M, C, Dh, Dw), np.float64)
+        ws = np.zeros((M, s * s, C, Dh, Dw), np.float64)   # z channel m*s*s + phase: blocks hold whole channels
         for i in range(s):
             for j in range(s):
                 for th in range(kh):
                     for tw in range(kw):
-                        ws[(i * s + j) * M:(i * s + j + 1) * M, :, taps_h[i][th], taps_w[j][tw]] += w[:, :, th, tw]
+                        ws[:, i * s + j, :, taps_h[i][th], taps_w[j][tw]] += w[:, :, th, tw]
+        ws = ws.reshape(s * s * M, C, Dh, Dw)
         w_name, b_name = f"{conv.inputs[1]}{FLOAT32_SUFFIX}{s}", f"{conv.inputs[2] or conv.inputs[1]}{FLOAT32_SUFFIX}{s}b"
         consts[w_name] = ws.astype(np.float32)
         b = consts[conv.inputs[2]].reshape(-1) if conv.inputs[2] else np.zeros(M, np.float32)
-        consts[b_name] = np.tile(b.astype(np.float32), s * s)
+        consts[b_name] = np.repeat(b.astype(np.float32), s * s)
         conv.inputs[:3] = [resize.inputs[0], w_name, b_name]
         conv.attrs.update(kernel_shape=[Dh, Dw], pads=[Ph, Pw, Eh, Ew], subpixel=s, offsets_h=off_h, offsets_w=off_w)
         _replace(nodes, after[0][0], conv)
@@ -244,10 +245,10 @@ def _compose_1x1(reader: Node, conv: Node, consts, weights):
     b_in = consts[conv.inputs[2]].reshape(-1).astype(np.float64) if conv.inputs[2] else np.zeros(w_in.shape[0])
     w_1 = rnd(consts[reader.inputs[1]])[:, :, 0, 0]
     b_1 = consts[reader.inputs[2]].reshape(-1).astype(np.float64) if reader.inputs[2] else np.zeros(w_1.shape[0])
-    phases, m = w_in.shape[0] // w_1.shape[1], w_1.shape[1]   # s*s sub-pixel phases of m channels each
-    w = np.concatenate([(w_1 @ w_in[p * m:(p + 1) * m].reshape(m, -1)).reshape((-1,) + w_in.shape[1:])
-                        for p in range(phases)])
-    b = np.concatenate([w_1 @ b_in[p * m:(p + 1) * m] + b_1 for p in range(phases)])
+    phases, m = w_in.shape[0] // w_1.shape[1], w_1.shape[1]   # z channel = channel * phases + sub-pixel phase
+    w = np.stack([(w_1 @ w_in[p::phases].reshape(m, -1)).reshape((-1,) + w_in.shape[1:]) for p in range(phases)], 1)
+    w = w.reshape((-1,) + w_in.shape[1:])
+    b = np.stack([w_1 @ b_in[p::phases] + b_1 for p in range(phases)], 1).reshape(-1)
     w_name, b_name = f"{reader.inputs[1]}{FLOAT32_SUFFIX}_composed", f"{reader.inputs[1]}{FLOAT32_SUFFIX}_composed_b"
     consts[w_name], consts[b_name] = w.astype(np.float32), b.astype(np.float32)
     reader.inputs[:4] = [conv.inputs[0], w_name, b_name, conv.inputs[3]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from ...packing import Panels
+from ...packing import PACKED, Panels
 from .common import contiguous
 
 BAND_BYTES = 12 << 20   # float32 scratch per band (input rows, conv rows, recomputed source rows)
@@ -29,7 +29,7 @@ class _Conv:
     """One conv's geometry and weights: output rows on demand, from a source of input rows."""
 
     def __init__(self, src, W, B, kernel_shape, pads, strides, dilations, group, subpixel, offsets_h, offsets_w):
-        if not isinstance(W, Panels) and W.ndim != 4:
+        if not isinstance(W, PACKED) and W.ndim != 4:
             raise ValueError(f"FusedConv weight must be 4-D, got shape {W.shape}")
         self.src = src
         self.W = W
@@ -181,39 +181,70 @@ def _source(X, norm, activation, src_W, src_B, src_norm, src):
     return _Recomputed(inner, norm, activation)
 
 
+def _whole(W):
+    """A weight packed in column blocks (PanelBlocks) as one Panels: for weights every band reads whole."""
+    if W is None or not isinstance(W, PACKED) or isinstance(W, Panels):
+        return W
+    return Panels(np.concatenate([panels for _, _, panels in W.blocks()]), W.shape, W.k, W.n)
+
+
+def _column_blocks(W, phases: int):
+    """(z channels [n0, n1), weight of those channels) per column block: a packed weight stored in blocks is read
+    one block at a time, each block a whole number of sub-pixel channel groups (z channel = m * phases + phase)."""
+    if not isinstance(W, PACKED) or isinstance(W, Panels) or W.cols_per_block % phases:
+        yield 0, int(W.shape[0]), _whole(W)
+        return
+    for n0, n1, panels in W.blocks():
+        yield n0, n1, Panels(panels, (n1 - n0,) + tuple(W.shape[1:]), W.k, n1 - n0)
+
+
 def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, src_norm=None, kernel_shape=None,
               pads=None, strides=None, dilations=None, group=1, activation="", subpixel=1, offsets_h=None,
               offsets_w=None, out_dtype="float32", inplace="", src=None):
     """y = conv(act(norm(X))) + residual, stored as out_dtype; see the module docstring for subpixel, inplace, src."""
-    source = _source(X, norm, activation, src_W, src_B, src_norm, src)
-    conv = _Conv(_Rolling(source, in_place=inplace == "input"), W, B, kernel_shape, pads, strides, dilations, group, subpixel, offsets_h,
-                 offsets_w)
-    dtype = np.dtype(out_dtype)
-    if residual is not None and tuple(residual.shape) != conv.shape:
-        raise ValueError(f"FusedConv residual of shape {residual.shape} does not match the output {conv.shape}")
+    phases, dtype = int(subpixel) ** 2, np.dtype(out_dtype)
+    blocked = isinstance(W, PACKED) and not isinstance(W, Panels) and W.cols_per_block < W.n
+    if blocked and inplace == "input":
+        inplace = ""   # later column blocks still read the input: write a new tensor
+    out = None
+    for n0, n1, w in _column_blocks(W, phases):
+        source = _source(X, norm, activation, _whole(src_W), src_B, src_norm, src)
+        bias = None if B is None else np.asarray(B).reshape(-1)[n0:n1]
+        conv = _Conv(_Rolling(source, in_place=inplace == "input"), w, bias, kernel_shape, pads, strides, dilations,
+                     group, subpixel, offsets_h, offsets_w)
+        shape = conv.shape[:1] + (int(W.shape[0]) // phases,) + conv.shape[2:]
+        if out is None:
+            out = _output(X, residual, inplace, shape, dtype, conv, src)
+        m0, m1 = n0 // phases, n1 // phases
+        step = conv.band_rows()
+        for r0 in range(0, shape[2], step):
+            r1 = min(shape[2], r0 + step)
+            conv.rows_into(r0, r1, out[:, m0:m1, r0:r1], None if residual is None else residual[:, m0:m1, r0:r1])
+        del w, conv, source   # before the next block is read
+    return out
+
+
+def _output(X, residual, inplace, shape, dtype, conv, src):
+    if residual is not None and tuple(residual.shape) != shape:
+        raise ValueError(f"FusedConv residual of shape {residual.shape} does not match the output {shape}")
     if inplace == "residual":
         out = residual
     elif inplace == "input":
         out = X
-        if src or X.shape != conv.shape or conv.s != 1 or conv.strides != [1, 1] or conv.pe[0] < 0:
+        if src or X.shape != shape or conv.s != 1 or conv.strides != [1, 1] or conv.pe[0] < 0:
             raise ValueError("FusedConv inplace='input' needs a stored input shaped like the output, stride 1")
     else:
-        out = np.empty(conv.shape, dtype)
-    if out.dtype != dtype or tuple(out.shape) != conv.shape:
+        out = np.empty(shape, dtype)
+    if out.dtype != dtype or tuple(out.shape) != shape:
         raise ValueError(f"FusedConv inplace={inplace!r}: the buffer reused is {out.dtype} {out.shape}, "
-                         f"the output {dtype} {conv.shape}")
-    H = conv.shape[2]
-    step = conv.band_rows()
-    for r0 in range(0, H, step):
-        r1 = min(H, r0 + step)
-        conv.rows_into(r0, r1, out[:, :, r0:r1], None if residual is None else residual[:, :, r0:r1])
+                         f"the output {dtype} {shape}")
     return out
 
 
 def FusedGroupNormScale(X, scale, bias, src_W=None, src_B=None, src_norm=None, num_groups=1, epsilon=1e-5,
                         src=None):
     """GroupNorm of X as per-channel (a, b): [N, 2, C] with a*x + b the normalized x. X may be recomputed (src)."""
-    source = _source(X, None, "", src_W, src_B, src_norm, src)
+    source = _source(X, None, "", _whole(src_W), src_B, src_norm, src)
     N, C, H, Wd = source.shape
     groups = int(num_groups)
     gamma = contiguous(np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (C,)))
