@@ -55,23 +55,31 @@ class _Conv:
         self.shape = (N, self.M, out[0], out[1])
         self.row_bytes = 4 * N * (self.Mz * self.zh[1] // s + C * Wd * self.strides[0] // s) + src.row_bytes
         self.cache = None   # (a, b, z): the last z rows, which a sub-pixel conv's next band starts with
+        self.bufs, self.flip = [None, None, None], 0   # z scratch: two alternating (one is the cache), fresh rows
 
     def z_rows(self, a: int, b: int) -> np.ndarray:
-        """Conv output rows [a, b) (the s*s phases for a sub-pixel conv), float32 [N, Mz, b - a, zw]."""
+        """Conv output rows [a, b) (the s*s phases for a sub-pixel conv), float32 [N, Mz, b - a, zw]. A sub-pixel
+        conv's consecutive bands share a row: it is kept (self.cache) and copied instead of recomputed."""
+        shape = (self.src.shape[0], self.Mz, b - a, self.zh[1])
+        if self.s == 1:
+            return self._compute(a, b, self._scratch(0, shape))
         if self.cache is not None and self.cache[0] <= a < self.cache[1]:
             ca, cb, cz = self.cache
-            z = cz[:, :, a - ca:b - ca] if b <= cb else np.concatenate([cz[:, :, a - ca:], self._compute(cb, b)], axis=2)
+            if b <= cb:
+                return cz[:, :, a - ca:b - ca]
+            z = self._scratch(self.flip, shape)
+            z[:, :, :cb - a] = cz[:, :, a - ca:]
+            z[:, :, cb - a:] = self._compute(cb, b, self._scratch(2, shape[:2] + (b - cb,) + shape[3:]))
         else:
-            z = self._compute(a, b)
-        self.cache = (a, b, z) if self.s > 1 else None
+            z = self._compute(a, b, self._scratch(self.flip, shape))
+        self.cache, self.flip = (a, b, z), 1 - self.flip
         return z
 
-    def _compute(self, a: int, b: int) -> np.ndarray:
+    def _compute(self, a: int, b: int, z: np.ndarray) -> np.ndarray:
         kh, sh, dh, ph = self.kernel[0], self.strides[0], self.dil[0], self.pb[0]
         lo, hi = a * sh - ph, (b - 1) * sh - ph + (kh - 1) * dh + 1   # input rows read, padding included
         H = self.src.shape[2]
         x = self.src.rows(max(lo, 0), min(hi, H))
-        z = np.empty((x.shape[0], self.Mz, b - a, self.zh[1]), np.float32)
         window = ([1] + self.kernel, [1] + self.strides, [0, max(-lo, 0), self.pb[1]],
                   [0, max(hi - H, 0), self.pe[1]], [1] + self.dil)
         x5, z5 = x[:, :, None], z[:, :, None]
@@ -80,6 +88,13 @@ class _Conv:
         else:
             _core.conv(x5, contiguous(self.W)[:, :, None], self.bias, *window, self.group, z5)
         return z
+
+    def _scratch(self, i: int, shape) -> np.ndarray:
+        """Contiguous float32 scratch i, reused band after band: fresh pages would cost a fault each."""
+        n = int(np.prod(shape))
+        if self.bufs[i] is None or self.bufs[i].size < n:
+            self.bufs[i] = np.empty(n, np.float32)
+        return self.bufs[i][:n].reshape(shape)
 
     def rows_into(self, r0: int, r1: int, out: np.ndarray, residual=None) -> None:
         """Output rows [r0, r1) (+ residual rows) stored into out: [N, M, r1 - r0, W], float32 or float16."""
