@@ -342,6 +342,8 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
     gemm_operands = packing.packable(nodes)
     row_tiled = {n for node in nodes if node.op == "FusedRowTiled" for n in node.inputs[1:]}  # read whole per tile
     row_tiled |= {node.inputs[5] for node in nodes if node.op == "FusedConv" and len(node.inputs) > 5}  # per band
+    # A fused conv prepares its input rows once per column block: fewer, bigger blocks.
+    fused_conv_w = {node.inputs[1] for node in nodes if node.op == "FusedConv"}
     constants, weights = {}, []
     for name in used:
         a = consts[name]
@@ -357,7 +359,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             if name in gemm_operands:
                 packing.mark(w, gemm_operands[name], int8=weights_format == "int8")
                 if name not in row_tiled:
-                    packing.split_columns(w)
+                    packing.split_columns(w, 4 * packing.COLUMN_BLOCK_BYTES if name in fused_conv_w else 0)
             weights.append(w)
     out_infos = []
     for o in model.graph.output:

@@ -134,12 +134,13 @@ def mark(w, use: tuple, int8: bool = False) -> None:
         w.dtype = "int8"
 
 
-def split_columns(w) -> None:
-    """Give a big packed single-group weight (marked by mark()) column blocks of about COLUMN_BLOCK_BYTES."""
+def split_columns(w, block_bytes: int = 0) -> None:
+    """Give a big packed single-group weight (marked by mark()) column blocks of about block_bytes
+    (COLUMN_BLOCK_BYTES unless given)."""
     if w.layout not in (LAYOUT, LAYOUT_QC8W) or (len(w.shape) >= 3 and w.shape[0] != w.n):
         return
     column_bytes = w.k * np.dtype(w.dtype).itemsize
-    cols = max(16, COLUMN_BLOCK_BYTES // column_bytes // 16 * 16)
+    cols = max(16, (block_bytes or COLUMN_BLOCK_BYTES) // column_bytes // 16 * 16)
     if cols < w.n:
         w.cols_per_block = int(cols)
 
