@@ -342,8 +342,10 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
     gemm_operands = packing.packable(nodes)
     row_tiled = {n for node in nodes if node.op == "FusedRowTiled" for n in node.inputs[1:]}  # read whole per tile
     row_tiled |= {node.inputs[5] for node in nodes if node.op == "FusedConv" and len(node.inputs) > 5}  # per band
-    # A fused conv prepares its input rows once per column block: fewer, bigger blocks.
-    fused_conv_w = {node.inputs[1] for node in nodes if node.op == "FusedConv"}
+    # A fused conv prepares its input rows once per column block: fewer, bigger blocks where the input outweighs
+    # the weight (SD's VAE at 128^2), the usual ones where the weight dominates (the UNet's 8x8 level).
+    fused_conv_w = {node.inputs[1] for node in nodes if node.op == "FusedConv" and
+                    _elements(shapes, node.inputs[0]) >= consts[node.inputs[1]].size}
     constants, weights = {}, []
     for name in used:
         a = consts[name]
@@ -372,6 +374,11 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
     values = {k: ValueInfo(k, d, t) for k, (d, t) in shapes.items()}
     meta = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "weights": weights_format}
     return Graph(inputs, out_infos, nodes, constants, weights, values, opset, meta)
+
+
+def _elements(shapes, name) -> int:
+    dims = shapes.get(name, (None,))[0]
+    return int(np.prod(dims)) if dims and all(isinstance(d, int) for d in dims) else 0
 
 
 def stored_as_fp16(a: np.ndarray) -> bool:
