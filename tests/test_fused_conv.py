@@ -61,6 +61,7 @@ def _fused_attrs(model_dir):
 @pytest.mark.parametrize("weights", ["fp32", "fp16"])
 @pytest.mark.parametrize("storage", ["float32", "float16", "recompute", "column_blocks"])
 def test_decoder_matches_onnxruntime(decoder_onnx, weights, storage, tmp_path, monkeypatch):
+    monkeypatch.setattr(fusion_conv, "SUBPIXEL_MIN_PIXELS", 0)
     if storage == "column_blocks":   # weights read 16 output channels at a time, sub-pixel ones included
         monkeypatch.setattr(packing, "COLUMN_BLOCK_BYTES", 1 << 10)
     monkeypatch.setattr(fusion_conv, "FP16_MIN_BYTES", 1 << 40 if storage == "float32" else 0)
@@ -109,7 +110,8 @@ def resize_conv_model(shape, scales, mode_attrs, kernel, pads, out_channels=8):
     (3, 3, 1, {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, False),  # phases differ
     (2, 3, 1, {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "ceil"}, False),   # not floor(o/s)
 ])
-def test_resize_conv_matches_onnxruntime(scale, kernel, pads, mode_attrs, fused, tmp_path):
+def test_resize_conv_matches_onnxruntime(scale, kernel, pads, mode_attrs, fused, tmp_path, monkeypatch):
+    monkeypatch.setattr(fusion_conv, "SUBPIXEL_MIN_PIXELS", 0)
     shape = (2, 6, 7, 9)
     path = tmp_path / "m.onnx"
     onnx.save(resize_conv_model(shape, [1, 1, scale, scale], mode_attrs, kernel, pads), str(path))

@@ -105,6 +105,10 @@ def _phases(s: int, k: int, pad: int):
 
 
 FLOAT32_SUFFIX = "/subpixel"   # weights made here stay float32 under --weights fp16 (see fuse_subpixel)
+# Sub-pixel weights are 16/9 the taps and float32: 3.6x the bytes of a float16 3x3 kernel, read every run. They
+# pay where each weight serves many pixels (SD's VAE: 4096+ input pixels), not at the UNet's 8x8-32x32 levels
+# (on a Pi's SD card the extra reads cost more than the MACs saved).
+SUBPIXEL_MIN_PIXELS = 4096
 
 
 def fuse_subpixel(nodes, outputs, shapes, consts, weights="fp32"):
@@ -119,6 +123,9 @@ def fuse_subpixel(nodes, outputs, shapes, consts, weights="fp32"):
         conv = _as_fused(after[0][0], shapes, consts)
         if conv is None or after[0][0].op != "Conv" or conv.attrs["group"] != 1 or \
                 conv.attrs["strides"] != [1, 1] or conv.attrs["dilations"] != [1, 1]:
+            continue
+        x_shape = _shape(shapes, resize.inputs[0])
+        if not x_shape or int(np.prod(x_shape[:1] + x_shape[2:])) < SUBPIXEL_MIN_PIXELS:
             continue
         s = _nearest_factor(resize, shapes, consts)
         if s is None or _shape(shapes, conv.outputs[0])[2:] != _shape(shapes, resize.outputs[0])[2:]:
