@@ -7,7 +7,8 @@ normalized by a GroupNorm's per-channel (scale, shift) and SiLU'd on the way; co
 and stores float32 or float16, unshuffling the phases. Consecutive bands share their halo rows through a rolling
 buffer, which is also what lets a conv write its output over its own input (inplace="input": rows are written
 only once no later band reads them) and lets an input be recomputed instead of stored (src: the input is itself
-a FusedConv of a smaller tensor, run band by band inside this one).
+a FusedConv of a smaller tensor, run band by band inside this one). A weight stored in column blocks is read
+one block at a time, each block running the band loop for its output channels.
 """
 from __future__ import annotations
 
@@ -46,21 +47,21 @@ class _Conv:
         N, C, H, Wd = src.shape
         if C != W.shape[1] * self.group:
             raise ValueError(f"FusedConv input has {C} channels, weight expects {W.shape[1]} x group {self.group}")
-        self.zh = [(H + self.pb[0] + self.pe[0] - ((self.kernel[0] - 1) * self.dil[0] + 1)) // self.strides[0] + 1,
+        self.zsize = [(H + self.pb[0] + self.pe[0] - ((self.kernel[0] - 1) * self.dil[0] + 1)) // self.strides[0] + 1,
                    (Wd + self.pb[1] + self.pe[1] - ((self.kernel[1] - 1) * self.dil[1] + 1)) // self.strides[1] + 1]
         s = self.s
         self.M = self.Mz // (s * s)
         # A sub-pixel conv's z rows/columns [0, H + max offset) give output rows/columns [0, s*H).
-        out = [s * (self.zh[0] - max(self.off_h)), s * (self.zh[1] - max(self.off_w))] if s > 1 else self.zh
+        out = [s * (self.zsize[0] - max(self.off_h)), s * (self.zsize[1] - max(self.off_w))] if s > 1 else self.zsize
         self.shape = (N, self.M, out[0], out[1])
-        self.row_bytes = 4 * N * (self.Mz * self.zh[1] // s + C * Wd * self.strides[0] // s) + src.row_bytes
+        self.row_bytes = 4 * N * (self.Mz * self.zsize[1] // s + C * Wd * self.strides[0] // s) + src.row_bytes
         self.cache = None   # (a, b, z): the last z rows, which a sub-pixel conv's next band starts with
         self.bufs, self.flip = [None, None, None], 0   # z scratch: two alternating (one is the cache), fresh rows
 
     def z_rows(self, a: int, b: int) -> np.ndarray:
         """Conv output rows [a, b) (the s*s phases for a sub-pixel conv), float32 [N, Mz, b - a, zw]. A sub-pixel
         conv's consecutive bands share a row: it is kept (self.cache) and copied instead of recomputed."""
-        shape = (self.src.shape[0], self.Mz, b - a, self.zh[1])
+        shape = (self.src.shape[0], self.Mz, b - a, self.zsize[1])
         if self.s == 1:
             return self._compute(a, b, self._scratch(0, shape))
         if self.cache is not None and self.cache[0] <= a < self.cache[1]:
@@ -200,6 +201,8 @@ def _whole(W):
     """A weight packed in column blocks (PanelBlocks) as one Panels: for weights every band reads whole."""
     if W is None or not isinstance(W, PACKED) or isinstance(W, Panels):
         return W
+    if W.dtype == np.int8:   # each int8 block is a blob of panels then scales: blobs do not concatenate
+        raise ValueError("FusedConv: an int8 weight stored in column blocks cannot be read whole")
     return Panels(np.concatenate([panels for _, _, panels in W.blocks()]), W.shape, W.k, W.n)
 
 
