@@ -80,12 +80,14 @@ def test_decoder_matches_onnxruntime(decoder_onnx, weights, storage, tmp_path, m
     assert any(a.get("inplace") == "residual" for a in attrs) and any(a.get("inplace") == "input" for a in attrs)
     if storage == "column_blocks":
         blocked = [w.name for w in load_graph(out).weights if w.cols_per_block]
-        assert len(blocked) >= 4 and any(fusion_conv.FLOAT32_SUFFIX in n for n in blocked), blocked
+        assert len(blocked) >= 4 and any(fusion_conv.SUFFIX in n for n in blocked), blocked
     if storage == "recompute":   # the upsampled conv's output is recomputed by 2 readers, the 1x1 shortcut composed
         assert sum(bool(a.get("src")) for a in attrs) == 2
     assert got.shape == want.shape
     err = rel_l2(got, want)
-    assert err < (1e-5 if storage == "float32" else 3e-3), f"relative L2 error {err:.2e}"
+    # float16 weights: the sub-pixel weights (sums of the rounded taps) are rounded again
+    tolerance = 3e-3 if storage != "float32" else 1e-5 if weights == "fp32" else 5e-4
+    assert err < tolerance, f"relative L2 error {err:.2e}"
 
 
 def resize_conv_model(shape, scales, mode_attrs, kernel, pads, out_channels=8):

@@ -17,7 +17,7 @@ from .runtime.ops.common import contiguous
 
 from . import _core, packing
 from .fusion import fuse_attention, fuse_gelu, fuse_group_norm, fuse_row_tiles, fuse_silu
-from .fusion_conv import FLOAT32_SUFFIX, fuse_convs
+from .fusion_conv import fuse_convs
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
 from .runtime.ops import OPS, op_kwargs
 
@@ -352,8 +352,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
         if a.nbytes <= INLINE_BYTES or name in outputs:
             constants[name] = a
         else:
-            fp16 = weights_format in ("fp16", "int8") and stored_as_fp16(a) and FLOAT32_SUFFIX not in name
-            store = np.float16 if fp16 else a.dtype
+            store = np.float16 if weights_format in ("fp16", "int8") and stored_as_fp16(a) else a.dtype
             w = Weight(name, np.dtype(store).name, list(a.shape))
             if name in gather_only and a.nbytes > ROW_TABLE_BYTES and a.ndim >= 1 and a.shape[0] > 1:
                 row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize

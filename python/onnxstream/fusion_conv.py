@@ -104,8 +104,8 @@ def _phases(s: int, k: int, pad: int):
     return D, P, max(lo) + D - 1, offsets, taps
 
 
-FLOAT32_SUFFIX = "/subpixel"   # weights made here stay float32 under --weights fp16 (see fuse_subpixel)
-# Sub-pixel weights are 16/9 the taps and float32: 3.6x the bytes of a float16 3x3 kernel, read every run. They
+SUFFIX = "/subpixel"   # names of the weights made here
+# Sub-pixel weights hold 16/9 the taps of the 3x3 kernel they replace, read every run. They
 # pay where each weight serves many pixels (SD's VAE: 4096+ input pixels), not at the UNet's 8x8-32x32 levels
 # (on a Pi's SD card the extra reads cost more than the MACs saved).
 SUBPIXEL_MIN_PIXELS = 4096
@@ -113,8 +113,7 @@ SUBPIXEL_MIN_PIXELS = 4096
 
 def fuse_subpixel(nodes, outputs, shapes, consts, weights="fp32"):
     """The phase weights are sums of up to 4 original taps: under --weights fp16 they are summed from the
-    float16-rounded taps and kept float32, so they equal what the float16 model computes (rounding the sums again
-    would double the weight error)."""
+    float16-rounded taps (what the float16 model holds), then rounded once more when stored."""
     uses = _uses(nodes)
     for resize in [n for n in nodes if n.op == "Resize"]:
         after = uses.get(resize.outputs[0], [])
@@ -146,7 +145,7 @@ def fuse_subpixel(nodes, outputs, shapes, consts, weights="fp32"):
                     for tw in range(kw):
                         ws[:, i * s + j, :, taps_h[i][th], taps_w[j][tw]] += w[:, :, th, tw]
         ws = ws.reshape(s * s * M, C, Dh, Dw)
-        w_name, b_name = f"{conv.inputs[1]}{FLOAT32_SUFFIX}{s}", f"{conv.inputs[2] or conv.inputs[1]}{FLOAT32_SUFFIX}{s}b"
+        w_name, b_name = f"{conv.inputs[1]}{SUFFIX}{s}", f"{conv.inputs[2] or conv.inputs[1]}{SUFFIX}{s}b"
         consts[w_name] = ws.astype(np.float32)
         b = consts[conv.inputs[2]].reshape(-1) if conv.inputs[2] else np.zeros(M, np.float32)
         consts[b_name] = np.repeat(b.astype(np.float32), s * s)
@@ -248,7 +247,7 @@ def _compose_1x1(reader: Node, conv: Node, consts, weights):
     recomputing conv's output for it: SD's VAE shortcut 256->128 after the upsample conv costs half)."""
     rnd = (lambda a: a.astype(np.float16).astype(np.float64)) if weights == "fp16" else (lambda a: a.astype(np.float64))
     w_in = consts[conv.inputs[1]]
-    w_in = w_in.astype(np.float64) if FLOAT32_SUFFIX in conv.inputs[1] else rnd(w_in)
+    w_in = w_in.astype(np.float64) if SUFFIX in conv.inputs[1] else rnd(w_in)
     b_in = consts[conv.inputs[2]].reshape(-1).astype(np.float64) if conv.inputs[2] else np.zeros(w_in.shape[0])
     w_1 = rnd(consts[reader.inputs[1]])[:, :, 0, 0]
     b_1 = consts[reader.inputs[2]].reshape(-1).astype(np.float64) if reader.inputs[2] else np.zeros(w_1.shape[0])
@@ -256,7 +255,7 @@ def _compose_1x1(reader: Node, conv: Node, consts, weights):
     w = np.stack([(w_1 @ w_in[p::phases].reshape(m, -1)).reshape((-1,) + w_in.shape[1:]) for p in range(phases)], 1)
     w = w.reshape((-1,) + w_in.shape[1:])
     b = np.stack([w_1 @ b_in[p::phases] + b_1 for p in range(phases)], 1).reshape(-1)
-    w_name, b_name = f"{reader.inputs[1]}{FLOAT32_SUFFIX}_composed", f"{reader.inputs[1]}{FLOAT32_SUFFIX}_composed_b"
+    w_name, b_name = f"{reader.inputs[1]}{SUFFIX}_composed", f"{reader.inputs[1]}{SUFFIX}_composed_b"
     consts[w_name], consts[b_name] = w.astype(np.float32), b.astype(np.float32)
     reader.inputs[:4] = [conv.inputs[0], w_name, b_name, conv.inputs[3]]
     reader.attrs.update({k: conv.attrs[k] for k in _SRC_ATTRS if k in conv.attrs})
