@@ -83,6 +83,7 @@ def test_decoder_matches_onnxruntime(decoder_onnx, weights, storage, tmp_path, m
         assert len(blocked) >= 4 and any(fusion_conv.SUFFIX in n for n in blocked), blocked
     if storage == "recompute":   # the upsampled conv's output is recomputed by 2 readers, the 1x1 shortcut composed
         assert sum(bool(a.get("src")) for a in attrs) == 2
+        assert sum(a.get("keep_bytes", 0) > 0 for a in attrs) == 1   # the statistics pass keeps the first rows
     assert got.shape == want.shape
     err = rel_l2(got, want)
     # float16 weights: the sub-pixel weights (sums of the rounded taps) are rounded again

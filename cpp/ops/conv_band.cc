@@ -60,9 +60,11 @@ void conv_band_epilogue(const Tensor& z, const Tensor* residual, int64_t s, int6
   check(s >= 1 && z.shape[0] == N && z.shape[1] == s * s * M, "conv band: conv output channels do not match");
   if (s == 1) check(z.shape[2] == R && z.shape[3] == W, "conv band: conv output must be shaped like the output");
   for (int64_t p = 0; p < s && s > 1; p++) {
-    // Every row and column the unshuffle reads must lie inside z.
-    const int64_t lo = y_row0 / s - z_row0 + off_h[0], hi = (y_row0 + R - 1) / s - z_row0 + off_h[p];
-    check(off_h[p] >= 0 && off_w[p] >= 0 && lo >= 0 && hi < z.shape[2] && (W - 1) / s + off_w[p] < z.shape[3],
+    // Every row and column the unshuffle reads must lie inside z (z rows grow with output rows).
+    const int64_t last = y_row0 + R - 1;
+    const int64_t lo = y_row0 / s - z_row0 + off_h[y_row0 % s], hi = last / s - z_row0 + off_h[last % s];
+    check(off_h[p] >= 0 && off_w[p] >= 0 && (R == 0 || (lo >= 0 && hi < z.shape[2])) &&
+              (W - 1) / s + off_w[p] < z.shape[3],
           "conv band: sub-pixel rows or columns out of range");
   }
   const ConvBandConfig& cfg = convband_config();

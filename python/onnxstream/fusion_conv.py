@@ -282,8 +282,21 @@ def recompute_large(nodes, outputs, shapes, consts=None, weights="fp32"):
             n.inputs[0] = conv.inputs[0]
             n.inputs.extend([conv.inputs[1], conv.inputs[2], conv.inputs[3]])
             n.attrs["src"] = src
+        _keep_head(x, [n for n in nodes if any(n is r for r, _ in after) and n.attrs.get("src")], shapes)
         nodes.remove(conv)
     return nodes
+
+
+def _keep_head(x, readers, shapes):
+    """When a GroupNorm's statistics are the first read of a recomputed x and a conv the next, the statistics pass
+    keeps x's first rows (float16, up to the size of that conv's output) and the conv reads them instead of
+    recomputing them, freeing them as it goes: memory then never exceeds what the conv's end holds anyway."""
+    if len(readers) < 2 or readers[0].op != "FusedGroupNormScale" or readers[1].op != "FusedConv":
+        return
+    stats, conv = readers[0], readers[1]
+    stats.outputs.append(x + "/head")
+    stats.attrs["keep_bytes"] = _stored_bytes(conv, shapes)
+    conv.inputs.append(x + "/head")
 
 
 def write_in_place(nodes, outputs, shapes):

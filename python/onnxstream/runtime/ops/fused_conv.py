@@ -55,26 +55,27 @@ class _Conv:
         out = [s * (self.zsize[0] - max(self.off_h)), s * (self.zsize[1] - max(self.off_w))] if s > 1 else self.zsize
         self.shape = (N, self.M, out[0], out[1])
         self.row_bytes = 4 * N * (self.Mz * self.zsize[1] // s + C * Wd * self.strides[0] // s) + src.row_bytes
-        self.cache = None   # (a, b, z): the last z rows, which a sub-pixel conv's next band starts with
-        self.bufs, self.flip = [None, None, None], 0   # z scratch: two alternating (one is the cache), fresh rows
+        self.buf = None   # z scratch, reused band after band
+
+    def z_row(self, o: int) -> int:
+        """The conv output row (z row) output row o reads: o itself, or for a sub-pixel conv o // s + phase offset.
+        It never decreases as o grows."""
+        return o // self.s + self.off_h[o % self.s] if self.s > 1 else o
+
+    def aligned(self, r: int) -> int:
+        """The first band boundary at or after output row r: bands of a sub-pixel conv end where the z row changes,
+        so consecutive bands read disjoint z rows (none computed twice)."""
+        while self.s > 1 and 0 < r < self.shape[2] and self.z_row(r) == self.z_row(r - 1):
+            r += 1
+        return r
 
     def z_rows(self, a: int, b: int) -> np.ndarray:
-        """Conv output rows [a, b) (the s*s phases for a sub-pixel conv), float32 [N, Mz, b - a, zw]. A sub-pixel
-        conv's consecutive bands share a row: it is kept (self.cache) and copied instead of recomputed."""
+        """Conv output rows [a, b) (the s*s phases for a sub-pixel conv), float32 [N, Mz, b - a, zw]."""
         shape = (self.src.shape[0], self.Mz, b - a, self.zsize[1])
-        if self.s == 1:
-            return self._compute(a, b, self._scratch(0, shape))
-        if self.cache is not None and self.cache[0] <= a < self.cache[1]:
-            ca, cb, cz = self.cache
-            if b <= cb:
-                return cz[:, :, a - ca:b - ca]
-            z = self._scratch(self.flip, shape)
-            z[:, :, :cb - a] = cz[:, :, a - ca:]
-            z[:, :, cb - a:] = self._compute(cb, b, self._scratch(2, shape[:2] + (b - cb,) + shape[3:]))
-        else:
-            z = self._compute(a, b, self._scratch(self.flip, shape))
-        self.cache, self.flip = (a, b, z), 1 - self.flip
-        return z
+        n = int(np.prod(shape))
+        if self.buf is None or self.buf.size < n:   # fresh pages would cost a fault each
+            self.buf = np.empty(n, np.float32)
+        return self._compute(a, b, self.buf[:n].reshape(shape))
 
     def _compute(self, a: int, b: int, z: np.ndarray) -> np.ndarray:
         kh, sh, dh, ph = self.kernel[0], self.strides[0], self.dil[0], self.pb[0]
@@ -90,19 +91,11 @@ class _Conv:
             _core.conv(x5, contiguous(self.W)[:, :, None], self.bias, *window, self.group, z5)
         return z
 
-    def _scratch(self, i: int, shape) -> np.ndarray:
-        """Contiguous float32 scratch i, reused band after band: fresh pages would cost a fault each."""
-        n = int(np.prod(shape))
-        if self.bufs[i] is None or self.bufs[i].size < n:
-            self.bufs[i] = np.empty(n, np.float32)
-        return self.bufs[i][:n].reshape(shape)
-
     def rows_into(self, r0: int, r1: int, out: np.ndarray, residual=None) -> None:
         """Output rows [r0, r1) (+ residual rows) stored into out: [N, M, r1 - r0, W], float32 or float16."""
-        s = self.s
-        a, b = (r0 // s, (r1 - 1) // s + max(self.off_h) + 1) if s > 1 else (r0, r1)
-        z = self.z_rows(a, b)
-        _core.conv_band_epilogue(z, residual, s, r0, a, self.off_h, self.off_w, out)
+        a = self.z_row(r0)
+        z = self.z_rows(a, self.z_row(r1 - 1) + 1)
+        _core.conv_band_epilogue(z, residual, self.s, r0, a, self.off_h, self.off_w, out)
 
     def band_rows(self) -> int:
         rows = max(1, BAND_BYTES // max(self.row_bytes, 1))
@@ -122,6 +115,9 @@ class _Stored:
     def as_view(self) -> bool:
         return self.norm is None and not self.silu and self.x.dtype == np.float32 and self.x.strides[-1] == 4
 
+    def aligned(self, r: int) -> int:
+        return r
+
     def rows_into(self, a: int, b: int, out: np.ndarray) -> None:
         _core.conv_band_prologue(self.x, a, self.norm, self.silu, out)
 
@@ -138,10 +134,42 @@ class _Recomputed:
     def as_view(self) -> bool:
         return False
 
+    def aligned(self, r: int) -> int:
+        return self.conv.aligned(r)
+
     def rows_into(self, a: int, b: int, out: np.ndarray) -> None:
         self.conv.rows_into(a, b, out)
         if self.norm is not None or self.silu:
             _core.conv_band_prologue(out, 0, self.norm, self.silu, out)
+
+
+class _Headed:
+    """Rows of a recomputed tensor whose first rows the GroupNorm statistics pass kept (float16 chunks, see
+    FusedGroupNormScale): those are read from the chunks, which are dropped once no later band needs them."""
+
+    def __init__(self, head, recomputed: _Recomputed, free: bool):
+        self.head, self.src, self.free = head, recomputed, free
+        self.shape, self.row_bytes = recomputed.shape, recomputed.row_bytes
+        self.end = max((c[1] for c in head if c is not None), default=0)
+
+    def as_view(self) -> bool:
+        return False
+
+    def aligned(self, r: int) -> int:
+        return r if r <= self.end else self.src.aligned(r)
+
+    def rows_into(self, a: int, b: int, out: np.ndarray) -> None:
+        for i, chunk in enumerate(self.head):
+            if chunk is None:
+                continue
+            c0, c1, x = chunk
+            lo, hi = max(a, c0), min(b, c1)
+            if lo < hi:
+                _core.conv_band_prologue(x, lo - c0, self.src.norm, self.src.silu, out[:, :, lo - a:hi - a])
+            if self.free and c1 <= b:
+                self.head[i] = None   # bands only move down: no later band reads these rows again
+        if b > self.end:
+            self.src.rows_into(max(a, self.end), b, out[:, :, max(a, self.end) - a:])
 
 
 class _Rolling:
@@ -161,14 +189,15 @@ class _Rolling:
         if self.buf is not None and self.a <= a and b <= self.b:
             return self.buf[:, :, a - self.a:b - self.a]
         keep = self.b - a if self.buf is not None and self.a <= a < self.b else 0
+        end = self.src.aligned(b)   # a recomputed source fills up to its next band boundary; the rest waits here
         buf = self.buf
-        if buf is None or buf.shape[2] < b - a:
-            buf = np.empty(self.shape[:2] + (b - a, self.shape[3]), np.float32)
+        if buf is None or buf.shape[2] < end - a:
+            buf = np.empty(self.shape[:2] + (end - a, self.shape[3]), np.float32)
         if keep:
             shared = self.buf[:, :, a - self.a:self.b - self.a]
             buf[:, :, :keep] = shared.copy() if buf is self.buf else shared
-        self.src.rows_into(a + keep, b, buf[:, :, keep:b - a])
-        self.a, self.b, self.buf = a, b, buf
+        self.src.rows_into(a + keep, end, buf[:, :, keep:end - a])
+        self.a, self.b, self.buf = a, end, buf
         return buf[:, :, :b - a]
 
 
@@ -187,14 +216,16 @@ def _silu(activation) -> bool:
     return activation == "silu"
 
 
-def _source(X, norm, activation, src_W, src_B, src_norm, src):
-    """The rows a conv reads: X itself, or (src) the output of the FusedConv src of X, recomputed."""
+def _source(X, norm, activation, src_W, src_B, src_norm, src, head=None, free_head=True):
+    """The rows a conv reads: X itself, or (src) the output of the FusedConv src of X, recomputed (its first rows
+    possibly kept by the statistics pass: head)."""
     if not src:
         return _Stored(X, norm, activation)
     inner = _Conv(_Rolling(_Stored(X, src_norm, src.get("activation", ""))), src_W, src_B, src["kernel_shape"], src["pads"],
                   src.get("strides"), src.get("dilations"), src.get("group", 1), src.get("subpixel", 1),
                   src.get("offsets_h"), src.get("offsets_w"))
-    return _Recomputed(inner, norm, activation)
+    recomputed = _Recomputed(inner, norm, activation)
+    return recomputed if head is None else _Headed(head, recomputed, free_head)
 
 
 def _whole(W):
@@ -216,9 +247,9 @@ def _column_blocks(W, phases: int):
         yield n0, n1, Panels(panels, (n1 - n0,) + tuple(W.shape[1:]), W.k, n1 - n0)
 
 
-def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, src_norm=None, kernel_shape=None,
-              pads=None, strides=None, dilations=None, group=1, activation="", subpixel=1, offsets_h=None,
-              offsets_w=None, out_dtype="float32", inplace="", src=None):
+def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, src_norm=None, head=None,
+              kernel_shape=None, pads=None, strides=None, dilations=None, group=1, activation="", subpixel=1,
+              offsets_h=None, offsets_w=None, out_dtype="float32", inplace="", src=None):
     """y = conv(act(norm(X))) + residual, stored as out_dtype; see the module docstring for subpixel, inplace, src."""
     phases, dtype = int(subpixel) ** 2, np.dtype(out_dtype)
     blocked = isinstance(W, PACKED) and not isinstance(W, Panels) and W.cols_per_block < W.n
@@ -226,23 +257,39 @@ def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, sr
         inplace = ""   # later column blocks still read the input: write a new tensor
     out = None
     for n0, n1, w in _column_blocks(W, phases):
-        source = _source(X, norm, activation, _whole(src_W), src_B, src_norm, src)
+        source = _source(X, norm, activation, _whole(src_W), src_B, src_norm, src, head, free_head=not blocked)
         bias = None if B is None else np.asarray(B).reshape(-1)[n0:n1]
         conv = _Conv(_Rolling(source, in_place=inplace == "input"), w, bias, kernel_shape, pads, strides, dilations,
                      group, subpixel, offsets_h, offsets_w)
         shape = conv.shape[:1] + (int(W.shape[0]) // phases,) + conv.shape[2:]
         if out is None:
-            out = _output(X, residual, inplace, shape, dtype, conv, src)
+            out = _output(X, residual, inplace, shape, dtype, conv, src, progressive=head is not None)
         m0, m1 = n0 // phases, n1 // phases
-        step = conv.band_rows()
-        for r0 in range(0, shape[2], step):
-            r1 = min(shape[2], r0 + step)
+        step, r0 = conv.band_rows(), 0
+        while r0 < shape[2]:
+            r1 = conv.aligned(min(shape[2], r0 + step))
             conv.rows_into(r0, r1, out[:, m0:m1, r0:r1], None if residual is None else residual[:, m0:m1, r0:r1])
+            r0 = r1
         del w, conv, source   # before the next block is read
     return out
 
 
-def _output(X, residual, inplace, shape, dtype, conv, src):
+def _empty_small_pages(shape, dtype) -> np.ndarray:
+    """np.empty whose pages become resident only as bands are written. numpy advises huge pages for big arrays,
+    and the first band, written across every channel plane, would touch every 2 MB page: the whole output would
+    be resident before the rows it replaces (the kept head) are freed."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        return np.empty(shape, dtype)
+    previous = _set_madvise_hugepage(False)
+    try:
+        return np.empty(shape, dtype)
+    finally:
+        _set_madvise_hugepage(previous)
+
+
+def _output(X, residual, inplace, shape, dtype, conv, src, progressive=False):
     if residual is not None and tuple(residual.shape) != shape:
         raise ValueError(f"FusedConv residual of shape {residual.shape} does not match the output {shape}")
     if inplace == "residual":
@@ -252,7 +299,7 @@ def _output(X, residual, inplace, shape, dtype, conv, src):
         if src or X.shape != shape or conv.s != 1 or conv.strides != [1, 1] or conv.pe[0] < 0:
             raise ValueError("FusedConv inplace='input' needs a stored input shaped like the output, stride 1")
     else:
-        out = np.empty(shape, dtype)
+        out = _empty_small_pages(shape, dtype) if progressive else np.empty(shape, dtype)
     if out.dtype != dtype or tuple(out.shape) != shape:
         raise ValueError(f"FusedConv inplace={inplace!r}: the buffer reused is {out.dtype} {out.shape}, "
                          f"the output {dtype} {shape}")
@@ -260,8 +307,10 @@ def _output(X, residual, inplace, shape, dtype, conv, src):
 
 
 def FusedGroupNormScale(X, scale, bias, src_W=None, src_B=None, src_norm=None, num_groups=1, epsilon=1e-5,
-                        src=None):
-    """GroupNorm of X as per-channel (a, b): [N, 2, C] with a*x + b the normalized x. X may be recomputed (src)."""
+                        src=None, keep_bytes=0):
+    """GroupNorm of X as per-channel (a, b): [N, 2, C] with a*x + b the normalized x. X may be recomputed (src);
+    with keep_bytes, its first rows are also returned, as float16 chunks (an object array of (r0, r1, rows)), for
+    the next reader to use instead of recomputing them."""
     source = _source(X, None, "", _whole(src_W), src_B, src_norm, src)
     N, C, H, Wd = source.shape
     groups = int(num_groups)
@@ -269,12 +318,28 @@ def FusedGroupNormScale(X, scale, bias, src_W=None, src_B=None, src_norm=None, n
     beta = contiguous(np.broadcast_to(np.asarray(bias, np.float32).reshape(-1), (C,)))
     shift = np.zeros((N, groups), np.float32)
     sums = np.zeros((N, groups, 2), np.float64)
+    head, kept = [], 0
     if src:
         step, rows = source.conv.band_rows(), _Rolling(source)
-        for r0 in range(0, H, step):
-            _core.group_norm_stats(rows.rows(r0, min(H, r0 + step)), groups, r0 == 0, shift, sums)
+        r0, keeping = 0, keep_bytes > 0
+        while r0 < H:
+            r1 = source.aligned(min(H, r0 + step))
+            band = rows.rows(r0, r1)
+            _core.group_norm_stats(band, groups, r0 == 0, shift, sums)
+            keeping = keeping and kept + band.size * 2 <= keep_bytes
+            if keeping:
+                chunk = np.empty(band.shape, np.float16)
+                _core.conv_band_epilogue(band, None, 1, 0, 0, [0], [0], chunk)
+                head.append((r0, r1, chunk))
+                kept += chunk.nbytes
+            r0 = r1
     else:
         _core.group_norm_stats(X, groups, True, shift, sums)
     out = np.empty((N, 2, C), np.float32)
     _core.group_norm_scale_shift(sums, shift, float(C // groups * H * Wd), gamma, beta, float(epsilon), out)
-    return out
+    if not keep_bytes:
+        return out
+    chunks = np.empty(len(head), object)
+    for i, chunk in enumerate(head):
+        chunks[i] = chunk
+    return out, chunks
