@@ -55,7 +55,8 @@ void conv_band_epilogue(const Tensor& z, const Tensor* residual, int64_t s, int6
   const int64_t N = y.shape[0], M = y.shape[1], R = y.shape[2], W = y.shape[3];
   if (residual) {
     check_rows(*residual, "residual");
-    for (int i = 0; i < 4; i++) check(residual->shape[i] == y.shape[i], "conv band: residual must be shaped like the output");
+    for (int i = 0; i < 4; i++)
+      check(residual->shape[i] == y.shape[i], "conv band: residual must be shaped like the output");
   }
   check(s >= 1 && z.shape[0] == N && z.shape[1] == s * s * M, "conv band: conv output channels do not match");
   if (s == 1) check(z.shape[2] == R && z.shape[3] == W, "conv band: conv output must be shaped like the output");

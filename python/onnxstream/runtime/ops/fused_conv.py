@@ -221,7 +221,8 @@ def _source(X, norm, activation, src_W, src_B, src_norm, src, head=None, free_he
     possibly kept by the statistics pass: head)."""
     if not src:
         return _Stored(X, norm, activation)
-    inner = _Conv(_Rolling(_Stored(X, src_norm, src.get("activation", ""))), src_W, src_B, src["kernel_shape"], src["pads"],
+    stored = _Rolling(_Stored(X, src_norm, src.get("activation", "")))
+    inner = _Conv(stored, src_W, src_B, src["kernel_shape"], src["pads"],
                   src.get("strides"), src.get("dilations"), src.get("group", 1), src.get("subpixel", 1),
                   src.get("offsets_h"), src.get("offsets_w"))
     recomputed = _Recomputed(inner, norm, activation)
