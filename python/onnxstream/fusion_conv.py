@@ -10,7 +10,8 @@ decoders (SD's VAE at 512x512: 128-256 channels of 512^2) are never materialized
 5. a large conv output computed from a smaller input and read only by fused ops is recomputed by each reader
    (a 1x1 conv reader instead gets the product weights and reads the smaller input directly);
 6. a conv writes over its residual or its own input when that is the value's last read.
-Each step computes what the pattern computed (up to float rounding and the float16 storage of step 4).
+Each step computes what the pattern computed (up to float rounding and the float16 storage of step 4). Before
+them, arithmetic by a neutral constant (x / 1 after a residual add) is dropped.
 """
 from __future__ import annotations
 
@@ -327,8 +328,33 @@ def write_in_place(nodes, outputs, shapes):
     return nodes
 
 
+def drop_identity_arithmetic(nodes, outputs, shapes, consts):
+    """x / 1, x * 1, x + 0, x - 0 with constant ones/zeros that do not broadcast x => x. The TorchScript exporter
+    keeps diffusers' `(x + h) / output_scale_factor` (1.0) after every ResNet block, which would stand between a
+    residual conv and the ops reading its output."""
+    neutral = {"Mul": (1.0, (0, 1)), "Div": (1.0, (1,)), "Add": (0.0, (0, 1)), "Sub": (0.0, (1,))}
+    renamed = {}
+    kept = []
+    for node in nodes:
+        node.inputs = [renamed.get(n, n) for n in node.inputs]
+        if node.op in neutral and len(node.inputs) == 2 and node.outputs[0] not in outputs:
+            value, sides = neutral[node.op]
+            for k in sides:
+                c, x = consts.get(node.inputs[k]), node.inputs[1 - k]
+                if c is not None and c.size and np.all(c == value) and x not in consts and \
+                        _shape(shapes, x) is not None and _shape(shapes, x) == _shape(shapes, node.outputs[0]) and \
+                        shapes[x][1] == shapes[node.outputs[0]][1]:
+                    renamed[node.outputs[0]] = x
+                    break
+            if node.outputs[0] in renamed:
+                continue
+        kept.append(node)
+    return kept
+
+
 def fuse_convs(nodes, outputs, shapes, consts, weights="fp32"):
-    nodes = fuse_subpixel(list(nodes), outputs, shapes, consts, weights)
+    nodes = drop_identity_arithmetic(list(nodes), outputs, shapes, consts)
+    nodes = fuse_subpixel(nodes, outputs, shapes, consts, weights)
     nodes = fuse_norm_into_conv(nodes, outputs, shapes, consts)
     nodes = fuse_residual_add(nodes, outputs, shapes, consts)
     nodes = store_float16(nodes, outputs, shapes)
