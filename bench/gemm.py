@@ -1,4 +1,5 @@
-"""GFLOP/s of onnxstream's matmul (float32 and float16 weights) vs OpenBLAS sgemm at SD1.5 UNet shapes.
+"""GFLOP/s of onnxstream's matmul (float32, float16 and int8 weights, packed at convert time as the runtime reads
+them) vs OpenBLAS sgemm at SD1.5 UNet shapes.
 
 OpenBLAS comes from the scipy-openblas32 wheel (pip install scipy-openblas32), called through ctypes with the
 same thread count. Every measurement runs in a fresh process (OpenBLAS threads spin after a call and would steal
@@ -31,7 +32,7 @@ SHAPES = [  # (M, K, N): UNet attention/feed-forward projections at 64x64 latent
     (64, 1280, 5120),
     (154, 768, 768),
 ]
-IMPLS = ["openblas", "ours-f32", "ours-f16"]
+IMPLS = ["openblas", "ours-f32", "ours-f16", "ours-int8"]
 
 
 
@@ -64,12 +65,15 @@ def worker(impl, M, K, N, threads, clock_name):
         sgemm = openblas_call(threads)
         fn = lambda: sgemm(a, w, y)  # noqa: E731
     else:
-        from onnxstream import _core
+        from onnxstream import _core, packing
 
         _core.set_num_threads(threads)
-        wt = w.astype(np.float16) if impl == "ours-f16" else w
-        a3, w3, y3 = a[None], wt[None], y[None]
-        fn = lambda: _core.matmul(a3, w3, bias, y3)  # noqa: E731
+        if impl == "ours-int8":
+            panels = packing.pack_gemm_b_qc8w(w)
+        else:
+            panels = packing.pack_gemm_b(w.astype(np.float16) if impl == "ours-f16" else w)
+        a3, y3 = a[None], y[None]
+        fn = lambda: _core.matmul_packed(a3, panels, K, N, bias, y3)  # noqa: E731
     clock = time.perf_counter if clock_name == "wall" else time.thread_time if threads == 1 else time.process_time
     return 2.0 * M * K * N / best_seconds(fn, clock) / 1e9
 
@@ -87,8 +91,8 @@ def main():
         print(json.dumps(worker(impl, M, K, N, args.threads, clock)))
         return
     print(f"threads={args.threads}, best of {args.rounds} processes each, GFLOP/s by {clock} clock")
-    print(f"{'M':>5} {'K':>5} {'N':>5} | {'openblas':>8} {'ours-f32':>8} {'ours-f16':>8} | "
-          f"{'f32/blas':>8} {'f16/blas':>8}")
+    print(f"| M | K | N | openblas | ours-f32 | ours-f16 | ours-int8 | f32/blas | f16/blas | int8/blas |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for M, K, N in SHAPES:
         best = dict.fromkeys(IMPLS, 0.0)
         for _ in range(args.rounds):
@@ -98,8 +102,9 @@ def main():
                 env = {**os.environ, "OPENBLAS_THREAD_TIMEOUT": "4"} if clock == "cpu" else None
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
                 best[impl] = max(best[impl], json.loads(out.strip().splitlines()[-1]))
-        b, f32, f16 = best["openblas"], best["ours-f32"], best["ours-f16"]
-        print(f"{M:>5} {K:>5} {N:>5} | {b:8.1f} {f32:8.1f} {f16:8.1f} | {f32 / b:8.2f} {f16 / b:8.2f}", flush=True)
+        b, f32, f16, i8 = best["openblas"], best["ours-f32"], best["ours-f16"], best["ours-int8"]
+        print(f"| {M} | {K} | {N} | {b:.1f} | {f32:.1f} | {f16:.1f} | {i8:.1f} | {f32 / b:.2f} | {f16 / b:.2f} | "
+              f"{i8 / b:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def psnr(a, ref) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks", default=",".join(NETWORKS))
-    p.add_argument("--weights", default="fp32,fp16", help="comma-separated formats among fp32, fp16, int8")
+    p.add_argument("--weights", default="fp32,fp16,int8", help="comma-separated formats among fp32, fp16, int8")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--exporter", default="dynamo", choices=modelzoo.EXPORTERS)
     args = p.parse_args()

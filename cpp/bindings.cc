@@ -3,7 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "array_cache.h"
 #include "malloc_policy.h"
+#include "numpy_handler.h"
 #include "ops/elementwise.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
@@ -100,6 +102,18 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<Error>(m, "CoreError", PyExc_ValueError);
   use_malloc_policy();
 
+  // While a Session runs, numpy allocates through the array cache (array_cache.h).
+  m.def("start_array_cache", []() -> py::object {
+    PyObject* previous = swap_numpy_handler(nullptr);
+    if (!previous) return py::none();
+    array_cache_enable(true);
+    return py::reinterpret_steal<py::object>(previous);
+  }, "Use the array cache as numpy's allocator; returns the allocator to restore (None: not supported)");
+  m.def("stop_array_cache", [](py::object previous) {
+    array_cache_enable(false);
+    if (!previous.is_none()) Py_XDECREF(swap_numpy_handler(previous.ptr()));
+  });
+  m.def("array_cache_bytes", &array_cache_bytes);
   m.def("set_num_threads", &set_num_threads, "Worker threads for kernels (<= 0: all cores)");
   m.def("num_threads", &num_threads);
   m.def("xxh64", [](py::buffer b) {

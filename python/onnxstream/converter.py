@@ -383,8 +383,10 @@ def _elements(shapes, name) -> int:
 def stored_as_fp16(a: np.ndarray) -> bool:
     """With --weights fp16: which float32 tensors are stored as float16. Matrices, convolution kernels and
     embedding tables are; biases and per-channel scales ([C], [C, 1, 1]) stay float32: they are small and
-    normalization is sensitive to them."""
-    return a.dtype == np.float32 and a.nbytes > INLINE_BYTES and sum(d > 1 for d in a.shape) >= 2
+    normalization is sensitive to them. So do tensors float16 cannot hold (CLIP's causal mask of float32 minimums
+    would become -inf)."""
+    return a.dtype == np.float32 and a.nbytes > INLINE_BYTES and sum(d > 1 for d in a.shape) >= 2 and \
+        bool(np.all(np.abs(a) <= np.finfo(np.float16).max))
 
 
 def _gather_tables(nodes: list[Node]) -> set[str]:

@@ -161,6 +161,7 @@ class Session:
         values.update(self._check_feeds(feeds))
         if self._reader:
             self._reader.start(self._read_order)
+        numpy_allocator = _core.start_array_cache()  # freed activations reused, not page-faulted in afresh
         try:
             for i, node in enumerate(self.graph.nodes):
                 fn, kwargs = self._calls[i]
@@ -187,6 +188,7 @@ class Session:
                 for name in self._frees[i]:
                     values.pop(name, None)
         finally:
+            _core.stop_array_cache(numpy_allocator)
             if self._reader:
                 self._reader.stop()
         names = output_names or [o.name for o in self.graph.outputs]

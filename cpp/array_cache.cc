@@ -1,0 +1,90 @@
+#include "array_cache.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace onnxstream {
+namespace {
+
+constexpr size_t kMinCached = size_t(1) << 20;
+constexpr size_t kPage = 4096;
+
+struct Cache {
+  std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // page-rounded size -> blocks
+  size_t bytes = 0;
+  bool enabled = false;
+};
+
+Cache& cache() {
+  static Cache* c = new Cache;  // never destroyed: arrays freed at interpreter exit still reach it
+  return *c;
+}
+
+size_t rounded(size_t size) { return (size + kPage - 1) / kPage * kPage; }
+
+void release_locked(Cache& c) {
+  for (auto& entry : c.free_blocks)
+    for (void* p : entry.second) std::free(p);
+  c.free_blocks.clear();
+  c.bytes = 0;
+}
+
+}  // namespace
+
+void* array_cache_alloc(size_t size) {
+  if (size < kMinCached) return std::malloc(size ? size : 1);
+  const size_t key = rounded(size);
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.free_blocks.find(key);
+  if (it != c.free_blocks.end() && !it->second.empty()) {
+    void* p = it->second.back();
+    it->second.pop_back();
+    c.bytes -= key;
+    return p;
+  }
+  release_locked(c);  // a miss: give the cached memory back before taking new memory
+  return std::malloc(key);
+}
+
+void* array_cache_calloc(size_t nelem, size_t elsize) {
+  if (elsize && nelem > (size_t)-1 / elsize) return nullptr;
+  const size_t size = nelem * elsize;
+  if (size < kMinCached) return std::calloc(nelem ? nelem : 1, elsize ? elsize : 1);
+  void* p = array_cache_alloc(size);
+  if (p) std::memset(p, 0, size);
+  return p;
+}
+
+void* array_cache_realloc(void* ptr, size_t new_size) {
+  // Large blocks are plain malloc blocks of their rounded size, so realloc works on any of them.
+  return std::realloc(ptr, new_size < kMinCached ? (new_size ? new_size : 1) : rounded(new_size));
+}
+
+void array_cache_free(void* ptr, size_t size) {
+  if (!ptr) return;
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (size < kMinCached || !c.enabled) return std::free(ptr);
+  c.free_blocks[rounded(size)].push_back(ptr);
+  c.bytes += rounded(size);
+}
+
+void array_cache_enable(bool on) {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.enabled = on;
+  if (!on) release_locked(c);
+}
+
+size_t array_cache_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.bytes;
+}
+
+}  // namespace onnxstream
