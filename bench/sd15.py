@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,8 @@ def converted(name: str, onnx_path: Path, weights: str) -> Path:
     import onnxstream
     out = CACHE / f"{onnx_path.stem}-{weights}-{converter_revision()}"
     if not out.exists():
+        for stale in CACHE.glob(f"{onnx_path.stem}-{weights}-*"):  # older converter revisions: GBs each
+            shutil.rmtree(stale, ignore_errors=True)
         start = time.time()
         onnxstream.convert(onnx_path, out, weights=weights)
         print(f"converted {name} ({weights}) in {time.time() - start:.0f} s", file=sys.stderr)
