@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "kernels/f32-raddstoreexpminusmax/f32-raddstoreexpminusmax-constants.h"
+#include "kernels/f32-raddstoreexpminusmax/f32-exp-avx2-fma.h"
 #include "kernels/microkernels.h"
 
 namespace onnxstream {
@@ -14,27 +14,10 @@ static inline __m256 load8(const void* x, int x_f16, size_t i) {
                : _mm256_loadu_ps(static_cast<const float*>(x) + i);
 }
 
-// exp(t) for t <= 0 (see f32-raddstoreexpminusmax-constants.h).
-static inline __m256 exp_neg(__m256 t) {
-  const __m256 magic = _mm256_set1_ps(kExpMagicBias);
-  __m256 n = _mm256_fmadd_ps(t, _mm256_set1_ps(kExpLog2e), magic);
-  const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(n), 23));
-  n = _mm256_sub_ps(n, magic);
-  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(kExpMinusLn2Hi), t);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(kExpMinusLn2Lo), r);
-  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(kExpC5), r, _mm256_set1_ps(kExpC4));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpC3));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpC2));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpC1));
-  r = _mm256_mul_ps(r, s);
-  const __m256 f = _mm256_fmadd_ps(r, p, s);
-  return _mm256_andnot_ps(_mm256_cmp_ps(t, _mm256_set1_ps(kExpCutoff), _CMP_LT_OS), f);
-}
-
 // v * sigmoid(v), sigmoid from e = exp(-|v|): 1 / (1 + e) for v >= 0, e / (1 + e) below.
 static inline __m256 silu8(__m256 v) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256 e = exp_neg(_mm256_or_ps(v, sign));
+  const __m256 e = exp_rr2_p5(_mm256_or_ps(v, sign));
   const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
   const __m256 num = _mm256_blendv_ps(_mm256_set1_ps(1.0f), e, v);  // sign bit of v picks e
   return _mm256_mul_ps(v, _mm256_div_ps(num, d));

@@ -1,26 +1,10 @@
 // f32-raddstoreexpminusmax AVX2+FMA: y[i] = exp(x[i] - max), returns the sum; 8 lanes, masked tail.
 #include <immintrin.h>
 
-#include "kernels/f32-raddstoreexpminusmax/f32-raddstoreexpminusmax-constants.h"
+#include "kernels/f32-raddstoreexpminusmax/f32-exp-avx2-fma.h"
 #include "kernels/microkernels.h"
 
 namespace onnxstream {
-
-static inline __m256 exp_rr2_p5(__m256 t) {
-  const __m256 magic = _mm256_set1_ps(kExpMagicBias);
-  __m256 n = _mm256_fmadd_ps(t, _mm256_set1_ps(kExpLog2e), magic);
-  const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(n), 23));  // 2^n
-  n = _mm256_sub_ps(n, magic);
-  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(kExpMinusLn2Hi), t);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(kExpMinusLn2Lo), r);
-  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(kExpC5), r, _mm256_set1_ps(kExpC4));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpC3));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpC2));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpC1));
-  r = _mm256_mul_ps(r, s);
-  const __m256 f = _mm256_fmadd_ps(r, p, s);
-  return _mm256_andnot_ps(_mm256_cmp_ps(t, _mm256_set1_ps(kExpCutoff), _CMP_LT_OS), f);
-}
 
 float f32_raddstoreexpminusmax_ukernel__avx2_fma(size_t n, const float* x, float max, float* y) {
   const __m256 vmax = _mm256_set1_ps(max);
