@@ -109,7 +109,9 @@ def main():
     sys.path.insert(0, str(ROOT / "python"))
     from onnxstream.pipelines.convert_pipeline import convert_pipeline
 
-    diffusers_dir, converted = CACHE / "sd15-random" / "diffusers", CACHE / "sd15-random" / f"converted-{args.weights}"
+    from sd15 import converter_revision
+    diffusers_dir = CACHE / "sd15-random" / "diffusers"
+    converted = CACHE / "sd15-random" / f"converted-{args.weights}-{converter_revision()}"
     if not diffusers_dir.is_dir():
         diffusers_dir.parent.mkdir(parents=True, exist_ok=True)
         print("building the random-weight SD1.5 pipeline", file=sys.stderr)
@@ -119,6 +121,8 @@ def main():
     if not onnx_dir.is_dir():
         convert_pipeline(diffusers_dir, onnx_dir, onnx_only=True, progress=log)
     if not converted.is_dir():
+        for stale in converted.parent.glob(f"converted-{args.weights}*"):  # older converter revisions
+            shutil.rmtree(stale, ignore_errors=True)
         convert_pipeline(onnx_dir, converted, weights=args.weights, progress=log)
     unet_mb = sum(f.stat().st_size for f in (converted / "unet").rglob("*") if f.is_file()) / 2**20
     print(f"model: {converted} (UNet dir {unet_mb:.0f} MB, {args.weights} weights)\n")
