@@ -67,9 +67,10 @@ void* array_cache_realloc(void* ptr, size_t new_size) {
 
 void array_cache_free(void* ptr, size_t size) {
   if (!ptr) return;
+  if (size < kMinCached) return std::free(ptr);  // small blocks never take the lock
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  if (size < kMinCached || !c.enabled) return std::free(ptr);
+  if (!c.enabled) return std::free(ptr);
   c.free_blocks[rounded(size)].push_back(ptr);
   c.bytes += rounded(size);
 }

@@ -32,7 +32,7 @@ Handler handler = {"onnxstream_array_cache", 1,
 
 constexpr int kSetHandler = 304, kGetHandler = 305;  // slots in numpy's C-API table (fixed since numpy 1.22)
 
-void** numpy_api() {
+void** find_numpy_api() {
   for (const char* module : {"numpy._core._multiarray_umath", "numpy.core._multiarray_umath"}) {
     PyObject* m = PyImport_ImportModule(module);
     if (!m) {
@@ -50,6 +50,11 @@ void** numpy_api() {
     if (api) return static_cast<void**>(api);
   }
   return nullptr;
+}
+
+void** numpy_api() {
+  static void** api = find_numpy_api();  // looked up once (under the GIL), not at every run
+  return api;
 }
 
 }  // namespace

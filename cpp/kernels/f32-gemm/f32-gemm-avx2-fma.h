@@ -17,13 +17,28 @@ inline __m256i avx2_lane_mask(size_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lanes);
 }
 
+// Stores the tile's rows, the real last row after its aliases (same values either way); masked unless nc >= 16.
+template <int MR>
+inline void avx2_store_tile(float* const* cr, const __m256* lo, const __m256* hi, size_t nc, __m256i mask_lo,
+                            __m256i mask_hi) {
+#pragma GCC unroll 16
+  for (int i = MR - 1; i >= 0; i--) {
+    if (nc >= 16) {
+      _mm256_storeu_ps(cr[i], lo[i]);
+      _mm256_storeu_ps(cr[i] + 8, hi[i]);
+    } else {
+      _mm256_maskstore_ps(cr[i], mask_lo, lo[i]);
+      _mm256_maskstore_ps(cr[i] + 8, mask_hi, hi[i]);
+    }
+  }
+}
+
 template <int MR, bool kF16Weights>
 inline void gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w, float* c,
                           size_t c_stride, const float* bias, int accumulate) {
   const float* ar[MR];
   float* cr[MR];
   gemm_tile_rows<MR>(mr, a, a_stride, c, c_stride, ar, cr);
-  const bool full = nc >= 16;
   const __m256i mask_lo = avx2_lane_mask(nc < 8 ? nc : 8), mask_hi = avx2_lane_mask(nc > 8 ? nc - 8 : 0);
 
   __m256 lo[MR], hi[MR];
@@ -54,17 +69,7 @@ inline void gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, size_
     }
   }
 
-  // Store in reverse so the real last row is written after its aliases (same values either way).
-#pragma GCC unroll 16
-  for (int i = MR - 1; i >= 0; i--) {
-    if (full) {
-      _mm256_storeu_ps(cr[i], lo[i]);
-      _mm256_storeu_ps(cr[i] + 8, hi[i]);
-    } else {
-      _mm256_maskstore_ps(cr[i], mask_lo, lo[i]);
-      _mm256_maskstore_ps(cr[i] + 8, mask_hi, hi[i]);
-    }
-  }
+  avx2_store_tile<MR>(cr, lo, hi, nc, mask_lo, mask_hi);
 }
 
 }  // namespace onnxstream

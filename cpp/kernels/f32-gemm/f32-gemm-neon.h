@@ -12,6 +12,20 @@
 
 namespace onnxstream {
 
+// Stores columns [j0, j0 + cols) of the tile's rows, the real last row after its aliases; a partial column group
+// goes through tmp.
+template <int MR, int CW>
+inline void neon_store_tile(float* const* cr, float32x4_t (*acc)[CW / 4], size_t j0, size_t cols, float* tmp) {
+  for (int i = MR - 1; i >= 0; i--) {
+    if (cols == (size_t)CW) {
+      for (int q = 0; q < CW / 4; q++) vst1q_f32(cr[i] + j0 + 4 * q, acc[i][q]);
+    } else {
+      for (int q = 0; q < CW / 4; q++) vst1q_f32(tmp + 4 * q, acc[i][q]);
+      std::memcpy(cr[i] + j0, tmp, cols * 4);
+    }
+  }
+}
+
 template <int MR, int CW, bool kF16Weights>
 inline void gemm_neon(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride, const void* w, float* c,
                       size_t c_stride, const float* bias, int accumulate) {
@@ -48,14 +62,7 @@ inline void gemm_neon(size_t mr, size_t nc, size_t kc, const float* a, size_t a_
         for (int q = 0; q < Q; q++) acc[i][q] = vfmaq_f32(acc[i][q], b[q], av);
       }
     }
-    for (int i = MR - 1; i >= 0; i--) {
-      if (cols == (size_t)CW) {
-        for (int q = 0; q < Q; q++) vst1q_f32(cr[i] + j0 + 4 * q, acc[i][q]);
-      } else {
-        for (int q = 0; q < Q; q++) vst1q_f32(tmp + 4 * q, acc[i][q]);
-        std::memcpy(cr[i] + j0, tmp, cols * 4);
-      }
-    }
+    neon_store_tile<MR, CW>(cr, acc, j0, cols, tmp);
   }
 }
 

@@ -9,7 +9,7 @@
 
 #include "kernels/gemm-tile-rows.h"
 
-#include "kernels/f32-gemm/f32-gemm-avx2-fma.h"  // avx2_lane_mask
+#include "kernels/f32-gemm/f32-gemm-avx2-fma.h"  // avx2_lane_mask, avx2_store_tile
 
 namespace onnxstream {
 
@@ -19,7 +19,6 @@ inline void qc8w_gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, 
   const float* ar[MR];
   float* cr[MR];
   gemm_tile_rows<MR>(mr, a, a_stride, c, c_stride, ar, cr);
-  const bool full = nc >= 16;
   const __m256i mask_lo = avx2_lane_mask(nc < 8 ? nc : 8), mask_hi = avx2_lane_mask(nc > 8 ? nc - 8 : 0);
 
   __m256 lo[MR], hi[MR];
@@ -48,16 +47,7 @@ inline void qc8w_gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, 
     lo[i] = _mm256_fmadd_ps(lo[i], scale_lo, accumulate ? _mm256_maskload_ps(cr[i], mask_lo) : bias_lo);
     hi[i] = _mm256_fmadd_ps(hi[i], scale_hi, accumulate ? _mm256_maskload_ps(cr[i] + 8, mask_hi) : bias_hi);
   }
-#pragma GCC unroll 16
-  for (int i = MR - 1; i >= 0; i--) {
-    if (full) {
-      _mm256_storeu_ps(cr[i], lo[i]);
-      _mm256_storeu_ps(cr[i] + 8, hi[i]);
-    } else {
-      _mm256_maskstore_ps(cr[i], mask_lo, lo[i]);
-      _mm256_maskstore_ps(cr[i] + 8, mask_hi, hi[i]);
-    }
-  }
+  avx2_store_tile<MR>(cr, lo, hi, nc, mask_lo, mask_hi);
 }
 
 }  // namespace onnxstream

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/f32-gemm/f32-gemm-neon.h"  // neon_store_tile
 #include "kernels/gemm-tile-rows.h"
 
 namespace onnxstream {
@@ -64,14 +65,7 @@ inline void qc8w_gemm_neon(size_t mr, size_t nc, size_t kc, const float* a, size
       if (accumulate) std::memcpy(tmp, cr[i] + j0, cols * 4);
       for (int q = 0; q < Q; q++) acc[i][q] = vfmaq_f32(accumulate ? vld1q_f32(tmp + 4 * q) : init[q], acc[i][q], s[q]);
     }
-    for (int i = MR - 1; i >= 0; i--) {
-      if (cols == (size_t)CW) {
-        for (int q = 0; q < Q; q++) vst1q_f32(cr[i] + j0 + 4 * q, acc[i][q]);
-      } else {
-        for (int q = 0; q < Q; q++) vst1q_f32(tmp + 4 * q, acc[i][q]);
-        std::memcpy(cr[i] + j0, tmp, cols * 4);
-      }
-    }
+    neon_store_tile<MR, CW>(cr, acc, j0, cols, tmp);
   }
 }
 

@@ -42,7 +42,7 @@ class Session:
         # Reader items: one per weight, or one per column block of a weight stored in blocks.
         items, self._item_ids = [], {}
         for w in weights:
-            self._item_ids[w.name] = list(range(len(items), len(items) + max(1, len(w.block_hashes))))
+            first = len(items)
             if w.cols_per_block:
                 offset = w.offset
                 for (n0, n1), h in zip(packing.column_blocks(w), w.block_hashes):
@@ -50,6 +50,7 @@ class Session:
                     offset += items[-1][2]
             else:
                 items.append((w.name, w.offset, w.nbytes, w.hash))
+            self._item_ids[w.name] = list(range(first, len(items)))
         self._reader = _core.WeightReader(str(path), *map(list, zip(*items)), prefetch_bytes) if items else None
         self._weights = {w.name: w for w in weights}
         self._row_tables = {w.name for w in weights if w.rows_per_block}
@@ -124,12 +125,13 @@ class Session:
                 continue
             if not (args[j].flags.writeable and args[j].flags.c_contiguous):
                 continue
-            # References to the array: values, args and getrefcount's argument; to a view's base: the view's and
-            # getrefcount's (so no other value shares the memory).
+            # References to the array: values, args and getrefcount's argument; to a view's base: the view's, the
+            # local and getrefcount's (so no other value shares the memory).
             if sys.getrefcount(args[j]) != 3:
                 continue
-            if args[j].base is None or (isinstance(args[j].base, np.ndarray) and args[j].base.base is None
-                                        and sys.getrefcount(args[j].base) == 2 and args[j].base.nbytes == args[j].nbytes):
+            base = args[j].base
+            if base is None or (isinstance(base, np.ndarray) and base.base is None and sys.getrefcount(base) == 3
+                                and base.nbytes == args[j].nbytes):   # (3: the view's, `base` and getrefcount's)
                 return args[j]
         return None
 
@@ -213,8 +215,9 @@ def _rss_mb() -> tuple[float, float]:
 
 def _trace(node, values, seconds, level):
     shapes = [tuple(values[n].shape) if n in values else "?" for n in node.outputs if n]
-    line = (f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  rss {_rss_mb()[0]:6.1f} MB, peak {_rss_mb()[1]:6.1f} MB"
-            f"  -> {shapes}")
+    rss, peak = _rss_mb()
+    line = (f"[onnxstream] {node.op:<20} {node.name[:48]:<48} {seconds * 1e3:8.2f} ms  rss {rss:6.1f} MB, "
+            f"peak {peak:6.1f} MB  -> {shapes}")
     if level >= 2:
         for n in node.outputs:
             v = values.get(n)
