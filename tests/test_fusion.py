@@ -196,3 +196,18 @@ def test_fused_gelu_matches_onnxruntime(order, tmp_path):
     x = np.random.default_rng(0).standard_normal((3, 70, 33)).astype(np.float32) * 3
     got = onnxstream.Session(out).run({"x": x})["y"]
     assert rel_l2(got, onnxruntime_outputs(str(path), {"x": x})["y"]) < 1e-6
+
+
+def test_erf_pattern_with_other_constants_is_not_fused(tmp_path):
+    """x * 0.5 * (1 + erf(x / 1.5)) is not GELU: it must stay as written and still match onnxruntime."""
+    model = gelu_model("half_last")
+    r2 = next(t for t in model.graph.initializer if t.name == "r2")
+    r2.CopyFrom(helper.make_tensor("r2", TensorProto.FLOAT, [], [1.5]))
+    path = tmp_path / "notgelu.onnx"
+    onnx.save(model, str(path))
+    out = onnxstream.convert(path, tmp_path / "m")
+    ops = [n.op for n in load_graph(out).nodes]
+    assert "Gelu" not in ops and "Erf" in ops, ops
+    x = np.random.default_rng(0).standard_normal((3, 70, 33)).astype(np.float32) * 3
+    got = onnxstream.Session(out).run({"x": x})["y"]
+    assert rel_l2(got, onnxruntime_outputs(str(path), {"x": x})["y"]) < 1e-6

@@ -79,3 +79,28 @@ def test_packed_model_matches_onnxruntime(tmp_path, case, weights):
     expect = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     got = Session(out).run(feeds)["o"]
     np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5 * np.abs(expect).max())
+
+
+def test_fp16_keeps_float32_for_values_beyond_float16(tmp_path):
+    """--weights fp16 stores a matrix float16 cannot hold (a causal mask of float32 minimums, or here a weight
+    with values of 1e6) as float32, so the output still matches onnxruntime instead of turning to inf."""
+    rng = np.random.default_rng(0)
+    big = (rng.standard_normal((64, 40)) * 1e6).astype(np.float32)
+    small = rng.standard_normal((40, 24)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "big"], ["h"]), helper.make_node("MatMul", ["h", "small"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(big, "big"), numpy_helper.from_array(small, "small")])
+    path = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(path))
+    out = convert(path, tmp_path / "m", weights="fp16")
+    dtypes = {w.name: w.dtype for w in load_graph(out).weights}
+    assert dtypes == {"big": "float32", "small": "float16"}
+    x = rng.standard_normal((5, 64)).astype(np.float32)
+    got = Session(out).run({"x": x})["y"]
+    # Reference: the same model with the weight that is stored as float16 rounded the same way.
+    graph.initializer[1].CopyFrom(numpy_helper.from_array(small.astype(np.float16).astype(np.float32), "small"))
+    rounded = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    want = ort.InferenceSession(rounded.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.isfinite(got).all()
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
