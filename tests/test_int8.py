@@ -10,8 +10,10 @@ from onnx import TensorProto, helper, numpy_helper
 import modelzoo
 import onnxstream
 from onnxstream import _core, packing
+from onnxstream.graph import block_nbytes, column_blocks
 from onnxstream.graph import WEIGHTS_FILE, load_graph
-from onnxstream.packing import LAYOUT_QC8W, pack_conv, pack_gemm_b_qc8w
+from onnxstream.graph import LAYOUT_QC8W
+from onnxstream.packing import pack_conv, pack_gemm_b_qc8w
 from reference import onnxruntime_outputs, rel_l2, round_weights_to_fp16
 
 DEQUANTIZED_TOLERANCE = 1e-4   # vs onnxruntime on the dequantized weights: only float rounding differs
@@ -49,8 +51,8 @@ def dequantized_weights(model_dir) -> dict:
             continue
         if w.cols_per_block:  # column blocks [n0, n1) stored one after another, each a blob of its own
             offset, parts = w.offset, []
-            for n0, n1 in packing.column_blocks(w):
-                size = packing.block_nbytes(w, n0, n1)
+            for n0, n1 in column_blocks(w):
+                size = block_nbytes(w, n0, n1)
                 parts.append(dequantize_blob(raw[offset:offset + size], w.k, n1 - n0))
                 offset += size
             b = np.concatenate(parts, axis=1)

@@ -10,7 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxstream import _core, convert
 from onnxstream.converter import stored_as_fp16
 from onnxstream.graph import load_graph
-from onnxstream.packing import LAYOUT, pack_conv, pack_gemm_b
+from onnxstream.graph import LAYOUT
+from onnxstream.packing import pack_conv, pack_gemm_b
 from onnxstream.runtime.executor import Session
 
 

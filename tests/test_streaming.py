@@ -145,7 +145,7 @@ def test_column_blocks_match_onnxruntime(name, weights, tmp_path, monkeypatch):
     """Packed weights stored as column blocks (here made small so tiny models have them) give the same outputs,
     and a run reads every block exactly once."""
     import modelzoo
-    from onnxstream import packing
+    from onnxstream import graph, packing
     from reference import round_weights_to_fp16
     monkeypatch.setattr(packing, "COLUMN_BLOCK_BYTES", 8192)
     path = modelzoo.export(name, "dynamo")
@@ -156,7 +156,7 @@ def test_column_blocks_match_onnxruntime(name, weights, tmp_path, monkeypatch):
     want = onnxruntime_outputs(model, feeds)
     session = onnxstream.Session(onnxstream.convert(path, tmp_path / "m", weights=weights))
     blocked = [w for w in session.graph.weights if w.cols_per_block]
-    assert blocked and all(len(w.block_hashes) == len(packing.column_blocks(w)) > 1 for w in blocked)
+    assert blocked and all(len(w.block_hashes) == len(graph.column_blocks(w)) > 1 for w in blocked)
     got = session.run(feeds)
     assert session.bytes_read == sum(w.nbytes for w in session.graph.weights if not w.rows_per_block)
     for key, value in want.items():

@@ -370,9 +370,8 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
         if dtype is None:
             dims, dtype = _dims(onnx, o.type), _elem_dtype(onnx, o.type)
         out_infos.append(ValueInfo(o.name, dims, dtype))
-    values = {k: ValueInfo(k, d, t) for k, (d, t) in shapes.items()}
     meta = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "weights": weights_format}
-    return Graph(inputs, out_infos, nodes, constants, weights, values, opset, meta)
+    return Graph(inputs, out_infos, nodes, constants, weights, opset, meta)
 
 
 def _elements(shapes, name) -> int:

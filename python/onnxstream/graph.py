@@ -14,12 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _core
+
 FORMAT_VERSION = 1
 GRAPH_FILE = "graph.json"
 WEIGHTS_FILE = "weights.bin"
 WEIGHTS_MAGIC = b"ONXSTRM1"
 HEADER_BYTES = 64
 ALIGN = 4096
+# Packed weight layouts (cpp/ops/gemm.h, cpp/ops/qc8w.h): 16-column GEMM panels, float or int8 with scales.
+LAYOUT = "gemm_b_panels16"
+LAYOUT_QC8W = "gemm_b_panels16_qc8w"
 
 
 class ModelFormatError(ValueError):
@@ -66,7 +71,6 @@ class Graph:
     nodes: list[Node]
     constants: dict[str, np.ndarray]        # small tensors kept in graph.json
     weights: list[Weight]                   # large tensors streamed from weights.bin
-    values: dict[str, ValueInfo] = field(default_factory=dict)   # every inferred intermediate shape
     opset: int = 13
     metadata: dict = field(default_factory=dict)
 
@@ -80,6 +84,21 @@ class Graph:
         for out in self.outputs:
             last[out.name] = len(self.nodes)
         return last
+
+
+# ---------------------------------------------------------------- packed weights stored as column blocks
+
+def block_nbytes(w, n0: int, n1: int) -> int:
+    """Stored bytes of the column block [n0, n1) of a packed weight."""
+    groups = w.shape[0] // w.n if len(w.shape) >= 3 else 1
+    if w.layout == LAYOUT_QC8W:
+        return _core.qc8w_blob_bytes(w.k, n1 - n0) * groups
+    return -(-(n1 - n0) // 16) * 16 * w.k * np.dtype(w.dtype).itemsize * groups
+
+
+def column_blocks(w) -> list[tuple[int, int]]:
+    step = w.cols_per_block or w.n
+    return [(n0, min(w.n, n0 + step)) for n0 in range(0, w.n, step)]
 
 
 # ---------------------------------------------------------------- encoding of arrays and attributes in JSON
@@ -120,7 +139,6 @@ def save_graph(graph: Graph, directory: Path) -> None:
                    "attrs": {k: encode_attr(v) for k, v in n.attrs.items()}} for n in graph.nodes],
         "constants": {k: encode_array(v) for k, v in graph.constants.items()},
         "weights": [vars(w) for w in graph.weights],
-        "values": {k: {"shape": v.shape, "dtype": v.dtype} for k, v in graph.values.items()},
     }
     with open(directory / GRAPH_FILE, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
@@ -149,7 +167,6 @@ def load_graph(directory: str | os.PathLike) -> Graph:
                     {k: decode_attr(v) for k, v in n["attrs"].items()}) for n in doc["nodes"]],
         constants={k: decode_array(v) for k, v in doc["constants"].items()},
         weights=[Weight(**w) for w in doc["weights"]],
-        values={k: ValueInfo(k, v["shape"], v["dtype"]) for k, v in doc["values"].items()},
         opset=doc["opset"],
         metadata=doc.get("metadata", {}),
     )

@@ -1,5 +1,6 @@
-"""Convert-time packing of constant GEMM weights into the 16-column panels every ISA's kernels read
-(layout defined once, in C++: _core.pack_gemm_b), so a run never repacks.
+"""Convert-time packing of constant GEMM weights into the 16-column panels every ISA's kernels read (layout
+defined once, in C++: _core.pack_gemm_b), so a run never repacks. Converter only: the runtime reads the layout
+through graph.py (its names, column-block geometry) and runtime/panels.py.
 
 A packed weight keeps its ONNX shape in the weight table plus layout "gemm_b_panels16" with the logical K, N of
 its [K, N] operand (per group for Conv); the runtime hands it to ops as a `Panels`. A big one is stored as column
@@ -10,15 +11,11 @@ panels followed by per-column float32 scales (cpp/ops/qc8w.h), quantized here by
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 from . import _core
+from .graph import LAYOUT, LAYOUT_QC8W, column_blocks
 
-LAYOUT = "gemm_b_panels16"
-LAYOUT_QC8W = "gemm_b_panels16_qc8w"
 # Packed weights above this are stored as column blocks: the biggest SD1.5 UNet conv (59 MB in fp16) would
 # otherwise be whole in memory while it runs. Each block re-gathers the op's input (a conv's im2col), so smaller
 # blocks cost time: on the UNet, 4 MB blocks made the step ~9% slower than 16 MB ones, for the same peak (set by
@@ -26,49 +23,6 @@ LAYOUT_QC8W = "gemm_b_panels16_qc8w"
 COLUMN_BLOCK_BYTES = 16 << 20
 
 
-@dataclass
-class Panels:
-    """A constant weight packed for the GEMM kernels: groups x ceil(n/16) panels [k][16], float32 or float16;
-    or int8: groups x a qc8w blob (panels, then scales)."""
-    data: np.ndarray     # 1-D
-    shape: tuple         # the ONNX weight's shape
-    k: int
-    n: int
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def blocks(self):
-        """(n0, n1, panels of columns [n0, n1)): here one block."""
-        yield 0, self.n, self.data
-
-
-@dataclass
-class PanelBlocks:
-    """A constant weight packed as column blocks, read from disk one block at a time by fetch(i) -> 1-D panels."""
-    shape: tuple
-    k: int
-    n: int
-    dtype: np.dtype
-    cols_per_block: int
-    fetch: Callable[[int], np.ndarray]
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def blocks(self):
-        """(n0, n1, panels of columns [n0, n1)) for each block in order; the caller drops each before the next."""
-        for i, n0 in enumerate(range(0, self.n, self.cols_per_block)):
-            yield n0, min(self.n, n0 + self.cols_per_block), self.fetch(i)
-
-
-PACKED = (Panels, PanelBlocks)
 
 
 def pack_gemm_b(b: np.ndarray) -> np.ndarray:
@@ -145,19 +99,6 @@ def split_columns(w, block_bytes: int = 0) -> None:
     cols = max(16, (block_bytes or COLUMN_BLOCK_BYTES) // column_bytes // 16 * 16)
     if cols < w.n:
         w.cols_per_block = int(cols)
-
-
-def block_nbytes(w, n0: int, n1: int) -> int:
-    """Stored bytes of the column block [n0, n1) of a packed weight."""
-    groups = w.shape[0] // w.n if len(w.shape) >= 3 else 1
-    if w.layout == LAYOUT_QC8W:
-        return _core.qc8w_blob_bytes(w.k, n1 - n0) * groups
-    return -(-(n1 - n0) // 16) * 16 * w.k * np.dtype(w.dtype).itemsize * groups
-
-
-def column_blocks(w) -> list[tuple[int, int]]:
-    step = w.cols_per_block or w.n
-    return [(n0, min(w.n, n0 + step)) for n0 in range(0, w.n, step)]
 
 
 def pack(a: np.ndarray, w) -> list[np.ndarray]:

@@ -35,10 +35,6 @@ def _read_json(path: Path) -> dict:
         return json.load(f)
 
 
-def is_pipeline_dir(path) -> bool:
-    return (Path(path) / "model_index.json").is_file()
-
-
 def _source_kind(src: Path) -> str:
     if not src.is_dir() or not (src / "model_index.json").is_file():
         raise ValueError(f"{src} is not a diffusers pipeline directory (no model_index.json)")

@@ -15,9 +15,10 @@ import numpy as np
 
 from .. import _core
 from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
-from .. import packing
+from ..graph import block_nbytes, column_blocks
 from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
+from .panels import PanelBlocks, Panels
 
 DEFAULT_PREFETCH_BYTES = 16 << 20  # enough to overlap reading with compute; more only costs RAM
 
@@ -45,8 +46,8 @@ class Session:
             first = len(items)
             if w.cols_per_block:
                 offset = w.offset
-                for (n0, n1), h in zip(packing.column_blocks(w), w.block_hashes):
-                    items.append((f"{w.name}[{n0}:{n1}]", offset, packing.block_nbytes(w, n0, n1), h))
+                for (n0, n1), h in zip(column_blocks(w), w.block_hashes):
+                    items.append((f"{w.name}[{n0}:{n1}]", offset, block_nbytes(w, n0, n1), h))
                     offset += items[-1][2]
             else:
                 items.append((w.name, w.offset, w.nbytes, w.hash))
@@ -91,11 +92,11 @@ class Session:
         w = self._weights[name]
         ids = self._item_ids[name]
         if w.cols_per_block:  # read block by block while the op runs
-            return packing.PanelBlocks(tuple(w.shape), w.k, w.n, np.dtype(w.dtype), w.cols_per_block,
+            return PanelBlocks(tuple(w.shape), w.k, w.n, np.dtype(w.dtype), w.cols_per_block,
                                        lambda i: self._reader.get(ids[i]).view(np.dtype(w.dtype)))
         raw = self._reader.get(ids[0])
         if w.layout:
-            return packing.Panels(raw.view(np.dtype(w.dtype)), tuple(w.shape), w.k, w.n)
+            return Panels(raw.view(np.dtype(w.dtype)), tuple(w.shape), w.k, w.n)
         array = raw.view(np.dtype(w.dtype)).reshape(w.shape)
         if array.dtype == np.float16 and op not in FLOAT16_WEIGHT_OPS:
             array = cast(array, np.float32)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from ...packing import PACKED
+from ..panels import PACKED
 from .common import cast, contiguous
 
 

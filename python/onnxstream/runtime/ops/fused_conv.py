@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from ...packing import PACKED, Panels
+from ..panels import PACKED, Panels
 from .common import contiguous
 
 BAND_BYTES = 12 << 20   # float32 scratch per band (input rows, conv rows, recomputed source rows)
