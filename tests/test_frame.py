@@ -252,13 +252,19 @@ def test_prompts_are_seeded_and_errors_are_clear(tmp_path, prompts):
     assert r.stdout.strip() == "a red door" and "pip install dynamicprompts" in r.stderr
 
 
-def test_refuses_to_start_without_enough_memory(frame_model, prompts, tmp_path):
+def model_with_peak(frame_model, tmp_path, peak_mb):
+    """The model's parts (symlinks) with a memory.json recording `peak_mb`."""
     model = tmp_path / "model"
     model.mkdir()
     for item in frame_model.iterdir():
         if item.name != "memory.json":
             (model / item.name).symlink_to(item)
-    (model / "memory.json").write_text(json.dumps({"peak_rss_mb": 10_000_000}))
+    (model / "memory.json").write_text(json.dumps({"peak_rss_mb": peak_mb}))
+    return model
+
+
+def test_refuses_to_start_without_enough_memory(frame_model, prompts, tmp_path):
+    model = model_with_peak(frame_model, tmp_path, 10_000_000)
     r = run(frame_cmd(model, prompts, tmp_path, "--once", "--steps", "1"))
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
@@ -269,16 +275,11 @@ def test_refuses_to_start_without_enough_memory(frame_model, prompts, tmp_path):
 def test_memory_limit_of_the_cgroup_counts(frame_model, prompts, tmp_path):
     """Under a hard 300 MB cgroup limit (memlimit) a model recorded at 400 MB is refused, with the cgroup's free
     memory as 'available' (MemAvailable alone would show the whole machine's)."""
-    memlimit = ROOT.parent.parent / "shared" / "tools" / "memlimit"
-    memlimit = memlimit if memlimit.is_file() else Path("/work/shared/tools/memlimit")
-    if not memlimit.is_file() or os.geteuid() != 0:
+    found = [p / "shared" / "tools" / "memlimit" for p in (ROOT.parent, ROOT.parent.parent)]  # shared/ beside the repo
+    memlimit = next((p for p in found if p.is_file()), None)
+    if memlimit is None or os.geteuid() != 0:
         pytest.skip("needs shared/tools/memlimit (cgroup v1) and root")
-    model = tmp_path / "model"
-    model.mkdir()
-    for item in frame_model.iterdir():
-        if item.name != "memory.json":
-            (model / item.name).symlink_to(item)
-    (model / "memory.json").write_text(json.dumps({"peak_rss_mb": 400}))
+    model = model_with_peak(frame_model, tmp_path, 400)
     r = run(["bash", str(memlimit), "300M", *frame_cmd(model, prompts, tmp_path, "--once", "--steps", "1")])
     if "no writable cgroup" in r.stderr:
         pytest.skip(r.stderr.strip())

@@ -145,7 +145,7 @@ def cmd_frame(args) -> int:
     check_size(sd, panel, model_dir)
     saturation = panel.saturation if args.saturation is None else args.saturation
     schedule = Schedule.load(state_dir, args.seed)
-    log(f"frame: {panel.description} {panel.width}x{panel.height}, saturation {saturation}, a picture every "
+    log(f"frame: {panel.description}, {panel.width}x{panel.height}, saturation {saturation}, a picture every "
         f"{picture.format_duration(every)}; model {model_dir}; pictures in {output}; state in {state_dir}")
 
     while True:
@@ -153,7 +153,7 @@ def cmd_frame(args) -> int:
         if schedule.current is None:
             wait = 0.0 if args.once else schedule.seconds_to_wait(every)
             if wait > 0:
-                log(f"next picture ({schedule.number}) at {time.strftime('%Y-%m-%d %H:%M', time.localtime(time.time() + wait))}")
+                log(f"next picture ({schedule.number}) at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(time.time() + wait))}")
             while wait > 0:
                 time.sleep(min(wait, 60.0))  # wake up now and then: the clock may be set meanwhile (NTP)
                 wait = schedule.seconds_to_wait(every)
@@ -179,7 +179,7 @@ def cmd_frame(args) -> int:
         (state_dir / picture.CHECKPOINT).unlink(missing_ok=True)
         mb = (written_bytes() - before) / 1e6
         next_at = "" if args.once else \
-            f"; next at {time.strftime('%Y-%m-%d %H:%M', time.localtime(max(schedule.due, time.time())))}"
+            f"; next at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(schedule.due, time.time())))}"
         log(f"picture {job['number']} done in {picture.format_duration(done['seconds'])}: {done['colour']} and "
             f"{done['panel'].name} (dithered in {done['dither_seconds']:.2f} s); wrote {mb:.3f} MB to disk; "
             f"peak RSS {peak or 0:.0f} MB{next_at}")

@@ -4,7 +4,7 @@ Working spaces (`onnxstream frame --dither`):
   oklab   (default) error diffusion and nearest colour both in OKLab, a perceptual space: a dark blue is not
           "near" black just because their RGB values are close, and colours keep their hue.
   linear  both in linear light: a dithered area then averages, seen from a distance, to the light of the colour
-          it replaces (the most faithful tones, measured in bench/dither.py), but pictures look greyer.
+          it replaces (the most faithful tones), but pictures look greyer.
   rgb     both on sRGB values: the textbook algorithm, what Pillow's quantize (and so inky's set_image) does.
 For oklab and linear the picture's black and white are first mapped onto the panel's black and white, so a
 panel whose white is a light grey (Spectra 6 measured) shows the picture's highlights as its white instead of

@@ -75,7 +75,7 @@ def panel_from_name(text: str) -> Panel:
     w, h = int(m.group(1)), int(m.group(2))
     if w < 8 or h < 8:
         raise ValueError(f"panel size {w}x{h} is too small")
-    return _acep(text, w, h, AC073TC1A_MEASURED, f"a {w}x{h} panel with the 7-colour ACeP colours")
+    return _acep(text, w, h, AC073TC1A_MEASURED, "a panel with the 7-colour ACeP colours")
 
 
 def panel_for_inky(display) -> Panel:
