@@ -216,5 +216,5 @@ def test_same_indices_under_qemu(target, tmp_path):
             job.write_bytes(struct.pack("<iiii", 48, 64, len(values), int(is_oklab)) + pixels.tobytes()
                             + lut.tobytes() + values.tobytes())
             out = subprocess.run([*qemu, binary, job], capture_output=True, timeout=120, check=True).stdout
-            assert np.array_equal(np.frombuffer(out, np.uint8).reshape(48, 64), dither(pixels, PALETTES[name], space)), \
-                (target, space, name)
+            expected = dither(pixels, PALETTES[name], space)
+            assert np.array_equal(np.frombuffer(out, np.uint8).reshape(48, 64), expected), (target, space, name)

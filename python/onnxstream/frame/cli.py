@@ -8,6 +8,8 @@ step and per picture on stdout, flushed (the journal reads them as they come).
 """
 from __future__ import annotations
 
+import gc
+import inspect
 import os
 import sys
 import time
@@ -53,8 +55,12 @@ def add_parser(sub):
     f.set_defaults(func=cmd_frame)
 
 
+def clock(t: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
 def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+    print(f"{clock()} {message}", flush=True)
 
 
 def unit_argv(args) -> list[str]:
@@ -127,6 +133,8 @@ def cmd_frame(args) -> int:
     model_dir = Path(args.model)
     from ..pipelines.stable_diffusion import StableDiffusion
     sd = StableDiffusion(model_dir, threads=args.threads)  # reads the manifest only: weights stream per step
+    if args.decoder and "decoder" not in inspect.signature(sd.__call__).parameters:
+        raise ValueError("--decoder: this onnxstream's Stable Diffusion pipeline has no choice of decoder")
     if args.install_systemd:
         if args.panel:
             check_size(sd, panel_from_name(args.panel), model_dir)
@@ -153,7 +161,8 @@ def cmd_frame(args) -> int:
         if schedule.current is None:
             wait = 0.0 if args.once else schedule.seconds_to_wait(every)
             if wait > 0:
-                log(f"next picture ({schedule.number}) at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(time.time() + wait))}")
+                log(f"next picture ({schedule.number}) at {clock(time.time() + wait)}; "
+                    f"holding {memory.rss_mb() or 0:.0f} MB meanwhile")
             while wait > 0:
                 time.sleep(min(wait, 60.0))  # wake up now and then: the clock may be set meanwhile (NTP)
                 wait = schedule.seconds_to_wait(every)
@@ -165,7 +174,10 @@ def cmd_frame(args) -> int:
             schedule.save(state_dir)
         job = schedule.current
         log(f"picture {job['number']}: seed {job['seed']}, prompt {job['prompt']!r}")
+        sd = sd or StableDiffusion(model_dir, threads=args.threads)
         done = picture.make(sd, job, output, state_dir, panel, saturation, args.dither, log)
+        sd = None  # its open sessions hold ~150 MB of buffers: not kept for the hours until the next picture
+        gc.collect()
         if display:
             t = time.time()
             display.show(done["indices"], panel)
@@ -178,8 +190,7 @@ def cmd_frame(args) -> int:
         schedule.save(state_dir)
         (state_dir / picture.CHECKPOINT).unlink(missing_ok=True)
         mb = (written_bytes() - before) / 1e6
-        next_at = "" if args.once else \
-            f"; next at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(schedule.due, time.time())))}"
+        next_at = "" if args.once else f"; next at {clock(max(schedule.due, time.time()))}"
         log(f"picture {job['number']} done in {picture.format_duration(done['seconds'])}: {done['colour']} and "
             f"{done['panel'].name} (dithered in {done['dither_seconds']:.2f} s); wrote {mb:.3f} MB to disk; "
             f"peak RSS {peak or 0:.0f} MB{next_at}")

@@ -62,14 +62,17 @@ def _cgroup_free_bytes() -> int | None:
     return min(free) if free else None
 
 
-def available_mb() -> float | None:
+def available_mb() -> tuple[float, str] | None:
+    """(MB free, where that figure comes from), or None."""
     try:
         info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
         available = int(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return None
     cgroup = _cgroup_free_bytes()
-    return min(available, cgroup if cgroup is not None else available) / 2**20
+    if cgroup is not None and cgroup < available:
+        return cgroup / 2**20, "the cgroup's memory limit"
+    return available / 2**20, "MemAvailable"
 
 
 def recorded_mb(model_dir: Path) -> tuple[float, str] | None:
@@ -91,6 +94,7 @@ def check(model_dir: Path) -> str:
     need, free, held = recorded_mb(model_dir), available_mb(), rss_mb() or 0.0
     if free is None:
         return "memory: cannot read /proc/meminfo, not checked"
+    free, where = free
     if need is None:
         return (f"memory: {free:.0f} MB available; no peak recorded for this model yet "
                 f"(the first picture records it in {Path(model_dir) / FILE})")
@@ -98,7 +102,7 @@ def check(model_dir: Path) -> str:
     if mb * MARGIN - held > free:
         raise ValueError(f"not enough free memory for this model: a picture needs about {mb * MARGIN:.0f} MB "
                          f"(peak {mb:.0f} MB recorded in {source}, + 5%), this process holds {held:.0f} MB and "
-                         f"only {free:.0f} MB more are available (MemAvailable); stop other programs, or use a "
+                         f"only {free:.0f} MB more are available ({where}); stop other programs, or use a "
                          f"smaller model or picture size")
     return f"memory: a picture needs about {mb:.0f} MB (recorded), {free + held:.0f} MB available"
 
@@ -112,7 +116,7 @@ def record(model_dir: Path, peak_mb: float) -> str | None:
         old = {}
     if not isinstance(old, dict) or old.get("peak_rss_mb", 0) >= round(peak_mb, 1):
         return None
-    data = {"peak_rss_mb": round(peak_mb, 1), "measured_on": f"{platform.machine()} {platform.node()}",
+    data = {"peak_rss_mb": round(peak_mb, 1), "measured_on": platform.machine(),
             "what": "VmHWM of an `onnxstream frame` process that made a picture with this model"}
     try:
         write_atomic(path, json.dumps(data, indent=1).encode())

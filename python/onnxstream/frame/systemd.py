@@ -29,7 +29,7 @@ def unit_text(argv: list[str], system_user: str | None) -> str:
     """argv: the frame's arguments after `frame`, paths already absolute; system_user: User= of a system unit."""
     command = " ".join(quote(a) for a in [sys.executable, "-m", "onnxstream", "frame", *argv])
     lines = ["[Unit]", "Description=onnxstream e-ink picture frame", "After=local-fs.target time-sync.target", "",
-             "[Service]", "Type=simple", f"ExecStart={command}", f"WorkingDirectory={quote(os.getcwd())}",
+             "[Service]", "Type=simple", f"ExecStart={command}", f"WorkingDirectory={os.getcwd().replace('%', '%%')}",
              # stdout unbuffered into the journal; no .pyc files written to the SD card
              "Environment=PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
              "Nice=10", "Restart=on-failure", "RestartSec=60"]
