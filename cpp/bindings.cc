@@ -10,6 +10,7 @@
 #include "ops/attention.h"
 #include "ops/conv.h"
 #include "ops/conv_band.h"
+#include "ops/dither.h"
 #include "ops/gemm.h"
 #include "ops/norm.h"
 #include "ops/qc8w.h"
@@ -333,5 +334,18 @@ PYBIND11_MODULE(_core, m) {
     Tensor tx = view(x), ti = view(index), tw = view(weights), ty = out_view(y);
     py::gil_scoped_release nogil;
     resample_axis(tx, axis, ti, tw, ty);
+  });
+
+  // ---- e-ink panels: dithering to a palette (frame/dither.py) ----
+  m.def("dither_floyd_steinberg", [](py::array image, py::array lut, bool oklab, py::array palette, py::array out) {
+    Tensor ti = view(image), tl = view(lut), tp = view(palette), to = out_view(out);
+    py::gil_scoped_release nogil;
+    dither_floyd_steinberg(ti, tl, oklab, tp, to);
+  });
+  m.def("linear_rgb_to_oklab", [](py::array rgb, py::array lab) {
+    Tensor tr = view(rgb), tl = out_view(lab);
+    check(tr.dtype == DType::f32 && tl.dtype == DType::f32 && tr.contiguous() && tl.contiguous() &&
+              tr.numel() == tl.numel() && tr.numel() % 3 == 0, "linear_rgb_to_oklab: [..., 3] float32 in and out");
+    for (int64_t i = 0; i < tr.numel(); i += 3) linear_rgb_to_oklab(tr.ptr<float>() + i, tl.ptr<float>() + i);
   });
 }

@@ -1,4 +1,4 @@
-"""Command line: onnxstream convert | run | info | sd. User errors print one line and exit 1; no tracebacks."""
+"""Command line: onnxstream convert | run | info | sd | frame. User errors print one line and exit 1; no tracebacks."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
     from .pipelines.cli_sd import add_parser as add_sd_parser
     add_sd_parser(sub)
+    from .frame.cli import add_parser as add_frame_parser
+    add_frame_parser(sub)
     return p
 
 

@@ -18,12 +18,16 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_bytes(pixels: np.ndarray, text: dict | None = None) -> bytes:
-    """An RGB PNG of uint8 HxWx3 `pixels` with tEXt chunks (latin-1 keys; values stored as iTXt when not latin-1)."""
-    h, w, c = pixels.shape
-    assert c == 3 and pixels.dtype == np.uint8
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), pixels.reshape(h, w * 3)], axis=1).tobytes()  # filter 0
-    out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+def png_bytes(pixels: np.ndarray, text: dict | None = None, palette: np.ndarray | None = None) -> bytes:
+    """An RGB PNG of uint8 HxWx3 `pixels` with tEXt chunks (latin-1 keys; values stored as iTXt when not latin-1);
+    with a uint8 [K, 3] `palette`, an indexed PNG of uint8 HxW palette indices."""
+    h, w = pixels.shape[:2]
+    c = 1 if palette is not None else 3
+    assert pixels.shape == ((h, w) if c == 1 else (h, w, 3)) and pixels.dtype == np.uint8
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), pixels.reshape(h, w * c)], axis=1).tobytes()  # filter 0
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3 if c == 1 else 2, 0, 0, 0))
+    if palette is not None:
+        out += _chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
     for key, value in (text or {}).items():
         value = str(value)
         try:

@@ -1,0 +1,1 @@
+"""The e-ink picture frame (`onnxstream frame`): schedule, prompts, dithering to panel palettes, display."""
