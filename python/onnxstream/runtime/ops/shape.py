@@ -154,11 +154,14 @@ def ConstantOfShape(input, value=None):
 
 
 def Range(start, limit, delta):
+    dtype = np.asarray(start).dtype  # the output has the inputs' type (.item() would widen it to a Python number)
     start, limit, delta = (np.asarray(v).item() for v in (start, limit, delta))
-    count = max(int(np.ceil((limit - start) / delta)), 0)
-    dtype = np.asarray(start).dtype if not isinstance(start, (int, float)) else None
-    out = start + np.arange(count) * delta  # index arithmetic for the range's few elements
-    return out.astype(np.result_type(np.asarray(start)) if dtype is None else dtype)
+    if np.issubdtype(dtype, np.integer):
+        count = max(-((start - limit) // delta), 0)  # ceil((limit - start) / delta), exact for any integers
+    else:
+        count = max(int(np.ceil((limit - start) / delta)), 0)
+    # start + i * delta in float64 (or int64), rounded once to the output type: ONNX's reference does the same.
+    return (start + np.arange(count) * delta).astype(dtype)
 
 
 def Trilu(input, k=None, upper=1):
