@@ -213,3 +213,37 @@ def _global(op: str, X, p=2):
 def GlobalAveragePool(X): return _global("AveragePool", X)
 def GlobalMaxPool(X): return _global("MaxPool", X)
 def GlobalLpPool(X, p=2): return _global("LpPool", X, p)
+
+
+def MaxUnpool(X, I, output_shape=None, kernel_shape=None, pads=None, strides=None):
+    """Each X value written at its MaxPool index (flat, into the pooled input's size inferred from the window);
+    that tensor is placed at the start of output_shape when one is given, as ONNX's reference and cases do."""
+    n = _spatial(X, "MaxUnpool")
+    kernel = _kernel(kernel_shape, None, n)
+    strides = _ints(strides, n, 1, "strides")
+    begin, end = _pads(pads, n)
+    inferred = list(X.shape[:2]) + [(i - 1) * s - b - e + k for i, s, b, e, k in
+                                    zip(X.shape[2:], strides, begin, end, kernel)]
+    y = np.zeros(math.prod(inferred), X.dtype)
+    y[np.asarray(I).reshape(-1)] = X.reshape(-1)
+    y = y.reshape(inferred)
+    if output_shape is None or not len(output_shape):
+        return y
+    out = np.zeros([int(d) for d in np.asarray(output_shape).reshape(-1)], X.dtype)
+    out[tuple(slice(0, d) for d in inferred)] = y
+    return out
+
+
+def CausalConvWithState(input, weight, bias=None, past_state=None, activation="none"):
+    """Depthwise causal conv1d over [B, C, L] continuing from past_state (the last k - 1 inputs of the previous
+    call, zeros if omitted); returns (output, present_state)."""
+    if activation not in ("none", "silu", "swish"):
+        raise ValueError(f"CausalConvWithState: unknown activation '{activation}'")
+    b, c, _ = input.shape
+    k = weight.shape[2]
+    past = np.zeros((b, c, k - 1), input.dtype) if past_state is None else past_state
+    padded = np.concatenate([past, input], axis=2)
+    y = Conv(padded, weight, bias, group=c)
+    if activation != "none":
+        _core.unary("silu", y, y, 0.0, 0.0)
+    return y, contiguous(padded[:, :, padded.shape[2] - (k - 1):])

@@ -131,3 +131,17 @@ def LpNormalization(input, axis=-1, p=2):
     out = np.empty(y.shape, np.float32)
     _core.where(np.broadcast_to(zero, y.shape), np.zeros(y.shape, np.float32), y, out)
     return out
+
+
+def LRN(X, size, alpha=1e-4, beta=0.75, bias=1.0):
+    """x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta, the window sums from one
+    cumulative sum over the channel axis."""
+    x = _f32("LRN", X)
+    c = x.shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)  # channels before and after c
+    sq = np.square(x, dtype=np.float64)
+    csum = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)  # [N, C + 1, ...]
+    top = np.minimum(np.arange(c) + hi + 1, c)
+    bottom = np.maximum(np.arange(c) - lo, 0)
+    window = np.take(csum, top, axis=1) - np.take(csum, bottom, axis=1)
+    return (x / (bias + alpha / size * window) ** beta).astype(np.float32)

@@ -112,6 +112,16 @@ def CumSum(x, axis, exclusive=0, reverse=0):
     return y.reshape(x.shape)
 
 
+def CumProd(x, axis, exclusive=0, reverse=0):
+    axis = axis_index(as_ints(axis)[0], x.ndim)
+    v = np.flip(x, axis) if reverse else x
+    if exclusive:  # shift by one along the axis, 1 first
+        ones = np.ones(v.shape[:axis] + (1,) + v.shape[axis + 1:], x.dtype)
+        v = np.concatenate([ones, np.take(v, range(v.shape[axis] - 1), axis=axis)], axis=axis)
+    y = np.cumprod(v, axis=axis, dtype=x.dtype)  # a rare op: numpy
+    return contiguous(np.flip(y, axis) if reverse else y)
+
+
 def TopK(X, K, axis=-1, largest=1, sorted=1):
     k = as_ints(K)[0]
     v, axis = _one_axis(X, axis)
