@@ -22,6 +22,10 @@ from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_gr
 from .runtime.ops import OPS, op_kwargs
 
 UPGRADE_TO = 13  # models of older opsets are upgraded to this one (onnx.version_converter) or run as they are
+# Ops whose version_converter adapter (from below the given opset) changes the result, as onnxruntime computes it:
+# Upsample and Resize-10 become a Resize with half-pixel instead of asymmetric coordinates; Hardmax-12 keeps its
+# axis without the 2-D coercion. Models with these keep their opset (the ops implement the old definitions).
+LOSSY_ADAPTERS = {"Upsample": 10, "Resize": 11, "Hardmax": 13}
 # fp16: matrices, kernels and tables stored as float16 (stored_as_fp16). int8: GEMM/Conv weights packed at convert
 # time become int8 with per-output-channel scales (packing.LAYOUT_QC8W); the other weights follow the fp16 rule.
 WEIGHT_FORMATS = ("fp32", "fp16", "int8")
@@ -65,6 +69,7 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     graph_proto = model.graph
     inputs = _graph_inputs(onnx, graph_proto, consts, input_shapes or {})
     nodes = [_node(onnx, n, i) for i, n in enumerate(graph_proto.node)]
+    _explicit_softmax_axis(nodes, opset)
     outputs = [o.name for o in graph_proto.output]
     _log(progress, f"folding constants ({len(nodes)} nodes)")
     nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
@@ -128,6 +133,11 @@ def _upgrade(onnx, model, opset: int, consts: dict, progress):
     The converter sees the initializers as typed inputs: it needs no weights, and a model over 2 GB could not be
     serialized for it. Initializers its adapters add (attributes that became inputs) join consts."""
     import onnx.version_converter
+    lossy = sorted({n.op_type for n in model.graph.node if opset < LOSSY_ADAPTERS.get(n.op_type, 0)})
+    if lossy:
+        _log(progress, f"onnx.version_converter would change what {', '.join(lossy)} compute; converting opset "
+                       f"{opset} as it is")
+        return model, opset
     light = onnx.ModelProto()
     light.CopyFrom(model)
     del light.graph.initializer[:]
@@ -230,6 +240,14 @@ def _node(onnx, n, index: int) -> Node:
     if unsupported:
         node.attrs["__unsupported_attr__"] = unsupported
     return node
+
+
+def _explicit_softmax_axis(nodes: list[Node], opset: int) -> None:
+    """Softmax, LogSoftmax and Hardmax default to axis 1 before opset 13 and to -1 since: the passes, which do
+    not know the opset, see the axis written out."""
+    for node in nodes:
+        if node.op in ("Softmax", "LogSoftmax", "Hardmax") and "axis" not in node.attrs:
+            node.attrs["axis"] = -1 if opset >= 13 else 1
 
 
 # ---------------------------------------------------------------- constant folding with shape inference

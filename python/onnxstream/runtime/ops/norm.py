@@ -82,10 +82,12 @@ def _batch_stats(x3):
     return mean, binary("div", var, np.array(max(n, 1), np.float32))
 
 
-def BatchNormalization(X, scale, B, input_mean, input_var, epsilon=1e-5, momentum=0.9, training_mode=0,
+def BatchNormalization(X, scale, B, input_mean, input_var, epsilon=1e-5, momentum=0.9, training_mode=0, spatial=1,
                        _num_results=1):
     X = _f32("BatchNormalization", X)
     c = X.shape[1] if X.ndim > 1 else 1
+    if not spatial:  # opsets 7-8: statistics per activation ([C, D1, ...]), each one a channel of length 1
+        c = int(np.prod(X.shape[1:], dtype=np.int64))
     x3 = X.reshape(X.shape[0], c, -1)
     scale, bias = _per_channel(scale, c), _per_channel(B, c)
     mean, var = _per_channel(input_mean, c), _per_channel(input_var, c)

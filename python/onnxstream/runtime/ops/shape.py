@@ -128,7 +128,9 @@ def Tile(input, repeats):
     return np.tile(input, as_ints(repeats))
 
 
-def Pad(data, pads, constant_value=None, axes=None, mode="constant"):
+def Pad(data, pads, constant_value=None, axes=None, mode="constant", value=None):
+    if value is not None:  # before opset 11 pads and the value are attributes
+        constant_value = np.array(value)
     pads = as_ints(pads)
     axes = [axis_index(a, data.ndim) for a in as_ints(axes)] if axes is not None else list(range(data.ndim))
     n = len(axes)
