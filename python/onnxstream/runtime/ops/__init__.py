@@ -3,10 +3,10 @@ input) and its ONNX attributes as keyword arguments, and return one array or a t
 import inspect
 
 from . import (conv, elementwise, fused, fused_conv, grid, indexing, linalg, loss, norm, reduce, resize, sampling,
-               scatter, shape, transformer)
+               scatter, shape, signal, transformer)
 
 MODULES = (elementwise, shape, indexing, reduce, norm, transformer, linalg, loss, conv, resize, grid, sampling,
-           scatter, fused, fused_conv)
+           scatter, signal, fused, fused_conv)
 OPS = {name: fn for module in MODULES
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
 
