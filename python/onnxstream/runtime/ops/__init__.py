@@ -2,11 +2,11 @@
 input) and its ONNX attributes as keyword arguments, and return one array or a tuple of arrays."""
 import inspect
 
-from . import (conv, detection, elementwise, fused, fused_conv, grid, indexing, linalg, loss, norm, reduce, resize, sampling,
-               scatter, shape, signal, transformer)
+from . import (conv, detection, elementwise, fused, fused_conv, grid, indexing, linalg, loss, norm, reduce, resize,
+               sampling, scatter, shape, signal, text, transformer)
 
 MODULES = (elementwise, shape, indexing, reduce, norm, transformer, linalg, loss, conv, resize, grid, sampling,
-           scatter, signal, detection, fused, fused_conv)
+           scatter, signal, detection, text, fused, fused_conv)
 OPS = {name: fn for module in MODULES
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
 
