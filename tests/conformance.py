@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections import Counter
 import tempfile
 import warnings
 from functools import lru_cache
@@ -31,6 +32,9 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 # Cases that run but fail, with the reason. Each is an xfail(strict) test: fixing one makes its test fail until the
 # entry goes.
 KNOWN_FAILING: dict[str, str] = {
+    "test_bernoulli_seed": "random draws: the expected values come from numpy's global generator, not from the "
+                           "seed attribute (the case's generator calls them informational); tests/test_ops_misc.py "
+                           "checks Bernoulli's statistics instead",
 }
 
 
@@ -54,15 +58,17 @@ def _values(case):
 
 def _value_kind(v) -> str | None:
     """None for a tensor of a population dtype, else what it is."""
+    if type(v).__name__ == "TensorProto":  # how the cases give float8, int4 and other types numpy lacks
+        import onnx.numpy_helper
+        v = onnx.numpy_helper.to_array(v)
     if isinstance(v, (np.ndarray, np.generic)):
-        return None if v.dtype in POPULATION_DTYPES else f"dtype {v.dtype}"
+        if v.dtype in POPULATION_DTYPES:
+            return None
+        return "dtype string" if v.dtype == object else f"dtype {v.dtype}"
     if isinstance(v, list):
         return "sequence value"
     if v is None:
         return "optional value"
-    if type(v).__name__ == "TensorProto":
-        import onnx
-        return f"dtype {onnx.TensorProto.DataType.Name(v.data_type).lower()}"
     return f"value of type {type(v).__name__}"
 
 
@@ -187,8 +193,20 @@ def report(results: dict[str, str], out=sys.stdout) -> None:
         print(f"  older opsets run without the upgrade: {ok} of {len(direct)} pass", file=out)
     others = [c for c in all_cases() if not in_population(c)]
     other_ran = [c for c in others if c.name in results]
-    print(f"  outside the population: {len(others)} cases, {len(other_ran)} run "
-          f"({sum(results[c.name] == 'pass' for c in other_ran)} pass)", file=out)
+    print(f"  outside the population: {len(others)} cases (multi-node function expansions, other dtypes, other "
+          f"domains), {len(other_ran)} run, {sum(results[c.name] == 'pass' for c in other_ran)} pass; "
+          f"not run, by reason:", file=out)
+    reasons = Counter(_short(not_run_reason(c)) for c in others if not_run_reason(c))
+    for why, count in reasons.most_common():
+        print(f"    {count:4d}  {why}", file=out)
+    failed = [c.name for c in other_ran if results[c.name] != "pass" and c.name not in KNOWN_FAILING]
+    for name in failed:
+        print(f"    FAILED {name}: {results[name]}", file=out)
+
+
+def _short(reason: str) -> str:
+    """Reasons grouped for the summary: every op that is not supported counts as one reason."""
+    return "op not supported (" + reason[3:-14] + ")" if reason.startswith("op ") else reason
 
 
 def main(argv: list[str]) -> int:

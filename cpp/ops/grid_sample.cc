@@ -51,7 +51,9 @@ AxisTaps axis_taps(float g, int64_t size, GridMode mode, GridPadding padding, bo
   float c = align_corners ? (g + 1) / 2 * (size - 1) : ((g + 1) * size - 1) / 2;
   if (mode == GridMode::nearest) c = std::nearbyint(c);  // halves to even, as torch
   const float lo = align_corners ? 0.0f : -0.5f, hi = align_corners ? size - 1.0f : size - 0.5f;
-  if (c < lo || c > hi) {
+  // A point outside is moved inside first, except for cubic, whose four taps are padded one by one (as
+  // onnxruntime and torch do: ONNX's reference clamps the point for border padding too).
+  if ((c < lo || c > hi) && mode != GridMode::cubic) {
     if (padding == GridPadding::border) c = std::min(std::max(c, 0.0f), size - 1.0f);
     else if (padding == GridPadding::reflection) c = reflect(c, lo, hi);
   }
