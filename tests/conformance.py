@@ -33,7 +33,7 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 # entry goes.
 KNOWN_FAILING: dict[str, str] = {
     "test_bernoulli_seed": "random draws: the expected values come from numpy's global generator, not from the "
-                           "seed attribute (the case's generator calls them informational); tests/test_ops_misc.py "
+                           "seed attribute (the case's generator calls them informational); tests/test_ops_random.py "
                            "checks Bernoulli's statistics instead",
 }
 

@@ -336,7 +336,7 @@ def _try_fold(node: Node, consts, shapes, opset):
     else:
         return None
     try:
-        with np.errstate(all="ignore"):  # as at run time: IEEE results, no warnings
+        with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
             results = _evaluate(node, args, opset)
     except Exception as e:
         described = ", ".join("none" if a is None else f"{a.dtype}{list(a.shape)}" for a in args)
