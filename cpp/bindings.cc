@@ -12,10 +12,12 @@
 #include "ops/conv_band.h"
 #include "ops/dither.h"
 #include "ops/gemm.h"
+#include "ops/grid_sample.h"
 #include "ops/norm.h"
 #include "ops/qc8w.h"
 #include "ops/reduce.h"
 #include "ops/resize.h"
+#include "ops/rotary.h"
 #include "parallel.h"
 #include "stream/hash.h"
 #include "stream/reader.h"
@@ -216,6 +218,29 @@ PYBIND11_MODULE(_core, m) {
     MaybeTensor s(scale), b(bias), mu(mean), is(inv_std);
     py::gil_scoped_release nogil;
     layer_norm(tx, s.get(), b.get(), eps, ty, mu.get(), is.get());
+  });
+  m.def("rms_norm", [](py::array x, py::array scale, float eps, py::array y) {
+    Tensor tx = view(x), ts = view(scale), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    rms_norm(tx, ts, eps, ty);
+  });
+  m.def("rotary_embedding", [](py::array x, py::array cos, py::array sin, int64_t rotary_dim, bool interleaved,
+                               py::array y) {
+    Tensor tx = view(x), tc = view(cos), ts = view(sin), ty = out_view(y);
+    py::gil_scoped_release nogil;
+    rotary_embedding(tx, tc, ts, rotary_dim, interleaved, ty);
+  });
+  m.def("grid_sample", [](py::array x, py::array grid, const std::string& mode, const std::string& padding,
+                          bool align_corners, py::array y) {
+    Tensor tx = view(x), tg = view(grid), ty = out_view(y);
+    GridMode m = mode == "nearest" ? GridMode::nearest : mode == "linear" ? GridMode::linear : GridMode::cubic;
+    check(mode == "nearest" || mode == "linear" || mode == "cubic", "GridSample: unknown mode " + mode);
+    GridPadding p = padding == "zeros" ? GridPadding::zeros : padding == "border" ? GridPadding::border
+                                                                                  : GridPadding::reflection;
+    check(padding == "zeros" || padding == "border" || padding == "reflection",
+          "GridSample: unknown padding_mode " + padding);
+    py::gil_scoped_release nogil;
+    grid_sample(tx, tg, m, p, align_corners, ty);
   });
   m.def("group_norm", [](py::array x, py::array scale, py::array bias, int64_t groups, float eps, py::array y) {
     Tensor tx = view(x), ts = view(scale), tb = view(bias), ty = out_view(y);

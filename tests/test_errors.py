@@ -105,25 +105,86 @@ def test_checksum_mismatch(converted):
 # ---------------------------------------------------------------- converter errors
 
 def test_unsupported_ops_are_all_listed(tmp_path):
-    extra = [helper.make_node("Det", ["y"], ["d1"], name="det_node"),
-             helper.make_node("NonZero", ["y"], ["nz"], name="nonzero_node"),
-             helper.make_node("Det", ["y"], ["d2"], name="det_node_2")]
+    extra = [helper.make_node("Frobnicate", ["y"], ["d1"], name="det_node", domain="com.example"),
+             helper.make_node("Defrobnicate", ["y"], ["nz"], name="nonzero_node", domain="com.example"),
+             helper.make_node("Frobnicate", ["y"], ["d2"], name="det_node_2", domain="com.example")]
     model = small_model(extra_nodes=extra)
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
     model.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("d1", "d2")]
                               + [helper.make_tensor_value_info("nz", TensorProto.INT64, None)])
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     with pytest.raises(ConversionError) as e:
         onnxstream.convert(path, tmp_path / "out")
-    assert "Det: det_node, det_node_2" in str(e.value) and "NonZero: nonzero_node" in str(e.value)
+    assert "com.example.Frobnicate: det_node, det_node_2" in str(e.value)
+    assert "com.example.Defrobnicate: nonzero_node" in str(e.value)
     assert os.listdir(tmp_path) == ["m.onnx"]  # no output dir, no temp dir left behind
 
 
-def test_opset_too_old(tmp_path):
+def test_old_opset_is_upgraded(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(small_model(opset=11), str(path))
-    with pytest.raises(ConversionError, match="opset 11; onnxstream needs opset 13 or later"):
+    out = onnxstream.convert(path, tmp_path / "out")
+    assert load_graph(out).opset == 13  # onnx.version_converter's upgrade
+    want = onnxruntime_outputs(str(path), feeds())["y"]
+    np.testing.assert_allclose(onnxstream.Session(out).run(feeds())["y"], want, rtol=1e-6)
+
+
+def test_negative_dims_are_dynamic(tmp_path):
+    """Paddle writes -1 for a dynamic axis: it takes --input like a symbolic one."""
+    path = tmp_path / "m.onnx"
+    onnx.save(small_model(dims=(-1, 64)), str(path))
+    with pytest.raises(ConversionError, match=r"input 'x' has dynamic dimensions \(\?x64\); fix them with --input x=Nx64"):
         onnxstream.convert(path, tmp_path / "out")
+    out = onnxstream.convert(path, tmp_path / "out", input_shapes={"x": (2, 64)})
+    want = onnxruntime_outputs(str(path), feeds())["y"]
+    np.testing.assert_allclose(onnxstream.Session(out).run(feeds())["y"], want, rtol=1e-6)
+    with pytest.raises(ConversionError, match=r"does not fit the model's shape \['\?', 64\]"):
+        onnxstream.convert(path, tmp_path / "out2", input_shapes={"x": (2, 32)})
+
+
+def test_negative_dim_on_the_command_line():
+    from onnxstream.converter import parse_input_shape
+    assert parse_input_shape("x=1x3x48x192") == ("x", (1, 3, 48, 192))
+    with pytest.raises(ConversionError, match="x=-1x3x48x192: dimensions must not be negative; give the size"):
+        parse_input_shape("x=-1x3x48x192")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_range_keeps_its_dtype_through_folding(tmp_path, dtype):
+    """A constant Range folds to its inputs' type, so the Add after it folds or runs (before: float64/int64,
+    the Add's fold failed silently and the run failed with 'input dtypes differ')."""
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    consts = [numpy_helper.from_array(np.array(v, dtype), n) for n, v in (("s", 1), ("l", 9), ("d", 2))]
+    nodes = [helper.make_node("Range", ["s", "l", "d"], ["r"], name="range"),
+             helper.make_node("Add", ["r", "r"], ["r2"], name="add_consts"),
+             helper.make_node("Add", ["x", "r2"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, [4])],
+                              [helper.make_tensor_value_info("y", elem, [4])], consts)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    out = onnxstream.convert(path, tmp_path / "out")
+    x = {"x": np.arange(4).astype(dtype)}
+    got = onnxstream.Session(out).run(x)["y"]
+    want = onnxruntime_outputs(str(path), x)["y"]
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_failing_constant_fold_is_reported(tmp_path):
+    """A node whose inputs are all constants fails at convert time, with its name (it was left to fail at run
+    time, or to pass through unfolded)."""
+    consts = [numpy_helper.from_array(np.arange(6, dtype=np.float32), "c"),
+              numpy_helper.from_array(np.array([4], np.int64), "shape")]
+    nodes = [helper.make_node("Reshape", ["c", "shape"], ["r"], name="bad_reshape"),
+             helper.make_node("Add", ["x", "r"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], consts)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    with pytest.raises(ConversionError, match=r"Reshape node 'bad_reshape' fails on its constant inputs "
+                                              r"\(float32\[6\], int64\[1\]\): ValueError: cannot reshape"):
+        onnxstream.convert(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_dynamo_opset17_split_is_refused(tmp_path):

@@ -66,6 +66,29 @@ void layer_norm(const Tensor& x, const Tensor* scale, const Tensor* bias, float 
   });
 }
 
+void rms_norm(const Tensor& x, const Tensor& scale, float eps, const Tensor& y) {
+  const char* op = "RMSNormalization";
+  check_f32(x, op, "X");
+  check_f32(y, op, "Y");
+  check_f32(scale, op, "scale");
+  check(x.ndim == 2 && y.numel() == x.numel(), "RMSNormalization: internal: x must be [rows, n] and y alike");
+  const int64_t rows = x.shape[0], n = x.shape[1];
+  check(scale.numel() == n, "RMSNormalization: scale must have n elements");
+  const float* xp = x.ptr<float>();
+  const float* sp = scale.ptr<float>();
+  float* yp = y.ptr<float>();
+  parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* in = xp + r * n;
+      float* out = yp + r * n;
+      double sq = 0;
+      for (int64_t j = 0; j < n; j++) sq += (double)in[j] * in[j];
+      const float inv = (float)(1.0 / std::sqrt((n ? sq / (double)n : 0.0) + (double)eps));
+      for (int64_t j = 0; j < n; j++) out[j] = in[j] * inv * sp[j];
+    }
+  });
+}
+
 void group_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, int64_t groups, float eps, const Tensor& y) {
   const char* op = "GroupNormalization";
   check_f32(x, op, "X");

@@ -21,7 +21,11 @@ from .fusion_conv import fuse_convs
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
 from .runtime.ops import OPS, op_kwargs
 
-MIN_OPSET = 13
+UPGRADE_TO = 13  # models of older opsets are upgraded to this one (onnx.version_converter) or run as they are
+# Ops whose version_converter adapter (from below the given opset) changes the result, as onnxruntime computes it:
+# Upsample and Resize-10 become a Resize with half-pixel instead of asymmetric coordinates; Hardmax-12 keeps its
+# axis without the 2-D coercion. Models with these keep their opset (the ops implement the old definitions).
+LOSSY_ADAPTERS = {"Upsample": 10, "Resize": 11, "Hardmax": 13}
 # fp16: matrices, kernels and tables stored as float16 (stored_as_fp16). int8: GEMM/Conv weights packed at convert
 # time become int8 with per-output-channel scales (packing.LAYOUT_QC8W); the other weights follow the fp16 rule.
 WEIGHT_FORMATS = ("fp32", "fp16", "int8")
@@ -59,10 +63,13 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     _log(progress, f"loading {path}")
     model = _load(onnx, Path(path))
     opset = _check_opset(onnx, model)
+    consts = _initializers(onnx, model.graph)
+    if opset < UPGRADE_TO:
+        model, opset = _upgrade(onnx, model, opset, consts, progress)
     graph_proto = model.graph
-    consts = _initializers(onnx, graph_proto)
     inputs = _graph_inputs(onnx, graph_proto, consts, input_shapes or {})
     nodes = [_node(onnx, n, i) for i, n in enumerate(graph_proto.node)]
+    _explicit_softmax_axis(nodes, opset)
     outputs = [o.name for o in graph_proto.output]
     _log(progress, f"folding constants ({len(nodes)} nodes)")
     nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
@@ -105,9 +112,6 @@ def _check_opset(onnx, model) -> int:
     newest = onnx.defs.onnx_opset_version()
     if opset is None:
         raise ConversionError("the model imports no default ONNX opset")
-    if opset < MIN_OPSET:
-        raise ConversionError(f"the model uses opset {opset}; onnxstream needs opset {MIN_OPSET} or later "
-                              f"(re-export it, or upgrade it with onnx.version_converter)")
     if opset > newest:
         raise ConversionError(f"the model uses opset {opset}, newer than the installed onnx package knows "
                               f"({newest}); upgrade onnx")
@@ -123,6 +127,35 @@ def _check_opset(onnx, model) -> int:
     return opset
 
 
+def _upgrade(onnx, model, opset: int, consts: dict, progress):
+    """The model upgraded to opset UPGRADE_TO by onnx.version_converter, or, where it cannot be, the model as it
+    is: the ops then follow their older definitions (the runtime's ops read the opset where those differ).
+    The converter sees the initializers as typed inputs: it needs no weights, and a model over 2 GB could not be
+    serialized for it. Initializers its adapters add (attributes that became inputs) join consts."""
+    import onnx.version_converter
+    lossy = sorted({n.op_type for n in model.graph.node if opset < LOSSY_ADAPTERS.get(n.op_type, 0)})
+    if lossy:
+        _log(progress, f"onnx.version_converter would change what {', '.join(lossy)} compute; converting opset "
+                       f"{opset} as it is")
+        return model, opset
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    del light.graph.initializer[:]
+    declared = {i.name for i in light.graph.input}
+    light.graph.input.extend(onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(a.dtype),
+                                                                a.shape) for name, a in consts.items()
+                             if name not in declared)
+    try:
+        upgraded = onnx.version_converter.convert_version(light, UPGRADE_TO)
+    except Exception as e:  # the converter raises RuntimeError or its own C++ assertion types
+        _log(progress, f"onnx.version_converter cannot upgrade opset {opset} to {UPGRADE_TO} "
+                       f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); converting opset {opset} as it is")
+        return model, opset
+    _log(progress, f"upgraded opset {opset} to {UPGRADE_TO} with onnx.version_converter")
+    consts.update(_initializers(onnx, upgraded.graph))
+    return upgraded, UPGRADE_TO
+
+
 # ---------------------------------------------------------------- ONNX protos -> plain Python values
 
 def _initializers(onnx, graph_proto) -> dict[str, np.ndarray]:
@@ -134,7 +167,9 @@ def _initializers(onnx, graph_proto) -> dict[str, np.ndarray]:
 
 
 def _dims(onnx, type_proto) -> list:
-    return [d.dim_value if d.HasField("dim_value") else None for d in type_proto.tensor_type.shape.dim]
+    """Fixed sizes as ints; None for a dynamic axis: a symbolic name, no value, or a negative one (Paddle's -1)."""
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
+            for d in type_proto.tensor_type.shape.dim]
 
 
 def _elem_dtype(onnx, type_proto) -> str:
@@ -207,6 +242,14 @@ def _node(onnx, n, index: int) -> Node:
     return node
 
 
+def _explicit_softmax_axis(nodes: list[Node], opset: int) -> None:
+    """Softmax, LogSoftmax and Hardmax default to axis 1 before opset 13 and to -1 since: the passes, which do
+    not know the opset, see the axis written out."""
+    for node in nodes:
+        if node.op in ("Softmax", "LogSoftmax", "Hardmax") and "axis" not in node.attrs:
+            node.attrs["axis"] = -1 if opset >= 13 else 1
+
+
 # ---------------------------------------------------------------- constant folding with shape inference
 
 def _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs) -> dict[str, tuple[list, str]]:
@@ -255,6 +298,7 @@ def _fold(onnx, model, opset, inputs, nodes, consts, outputs):
     folding Shape nodes makes Reshape targets constant, which makes more shapes static."""
     shapes = {}
     for _ in range(8):
+        nodes = _prune(nodes, outputs)  # a dead node's fold can neither help nor fail the model
         shapes = _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs)
         kept = []
         for node in nodes:
@@ -270,8 +314,16 @@ def _fold(onnx, model, opset, inputs, nodes, consts, outputs):
     return nodes, shapes
 
 
+# Ops whose every run differs: never folded.
+RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
 def _try_fold(node: Node, consts, shapes, opset):
-    if "__unsupported_attr__" in node.attrs or node.op not in OPS or not node.outputs:
+    """The node's outputs if it can be computed now, else None. Nodes left to the runtime: ops or attributes
+    onnxstream lacks (_check_supported lists them), random ops, inputs not known yet, outputs too large to store.
+    A node with constant inputs that fails here would fail the same way on every run, so that is reported now,
+    with its name; so is a result whose dtype differs from ONNX's (a bug in the op, not in the model)."""
+    if node.op not in OPS or not node.outputs or node.op in RANDOM_OPS or _unsupported_attrs(node):
         return None
     if node.op in ("Shape", "Size") and node.inputs[0] not in consts:
         dims, _ = shapes.get(node.inputs[0], (None, None))
@@ -283,12 +335,18 @@ def _try_fold(node: Node, consts, shapes, opset):
         args = [consts[n] if n else None for n in node.inputs]
     else:
         return None
-    if node.op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"):
-        return None
     try:
-        results = _evaluate(node, args, opset)
-    except Exception:
-        return None  # leave it to the runtime, which reports errors with the node's name
+        with np.errstate(all="ignore"):  # IEEE results (inf, nan) are values here, not warnings
+            results = _evaluate(node, args, opset)
+    except Exception as e:
+        described = ", ".join("none" if a is None else f"{a.dtype}{list(a.shape)}" for a in args)
+        raise ConversionError(f"{node.op} node '{node.name}' fails on its constant inputs ({described}): "
+                              f"{type(e).__name__}: {e}") from None
+    for name, r in zip(node.outputs, results):
+        want = shapes.get(name, (None, None))[1]
+        if name and want is not None and r.dtype.name != want:
+            raise ConversionError(f"internal error: {node.op} node '{node.name}' computed {r.dtype.name} for "
+                                  f"'{name}', which ONNX types {want}; please report this onnxstream bug")
     in_bytes = sum(a.nbytes for a in args if isinstance(a, np.ndarray) and node.op not in ("Shape", "Size"))
     out_bytes = sum(np.asarray(r).nbytes for r in results)
     if out_bytes > FOLD_GROWTH_LIMIT and out_bytes > in_bytes:
@@ -306,18 +364,24 @@ def _prune(nodes: list[Node], outputs: list[str]) -> list[Node]:
     return kept[::-1]
 
 
+def _unsupported_attrs(node: Node) -> list[str]:
+    """Attributes of the node that OPS[node.op] does not take (or that could not be read, like subgraphs)."""
+    bad = node.attrs.get("__unsupported_attr__")
+    params = inspect.signature(OPS[node.op]).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return [bad] if bad else []
+    return ([bad] if bad else []) + [a for a in node.attrs if a not in params and not a.startswith("__")]
+
+
 def _check_supported(nodes: list[Node]) -> None:
     problems: dict[str, list[str]] = {}
     for node in nodes:
         if node.op not in OPS:
             problems.setdefault(node.op, []).append(node.name)
             continue
-        bad_attr = node.attrs.get("__unsupported_attr__")
-        params = inspect.signature(OPS[node.op]).parameters
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        unknown = [a for a in node.attrs if a not in params and not takes_any and not a.startswith("__")]
-        if bad_attr or unknown:
-            problems.setdefault(f"{node.op} (attribute {bad_attr or unknown[0]})", []).append(node.name)
+        bad = _unsupported_attrs(node)
+        if bad:
+            problems.setdefault(f"{node.op} (attribute {bad[0]})", []).append(node.name)
     if problems:
         lines = [f"  {op}: {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}"
                  for op, names in sorted(problems.items())]
@@ -460,6 +524,7 @@ def parse_input_shape(text: str) -> tuple[str, tuple]:
     except ValueError:
         raise ConversionError(f"--input {text}: dimensions must be integers joined by 'x'") from None
     if any(d < 0 for d in shape):
-        raise ConversionError(f"--input {text}: dimensions must not be negative")
+        raise ConversionError(f"--input {text}: dimensions must not be negative; give the size a dynamic axis "
+                              f"(shown as ? or -1 in the model) should have, such as {name}=1x3x224x224")
     return name, shape
 

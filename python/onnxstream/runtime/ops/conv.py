@@ -213,3 +213,110 @@ def _global(op: str, X, p=2):
 def GlobalAveragePool(X): return _global("AveragePool", X)
 def GlobalMaxPool(X): return _global("MaxPool", X)
 def GlobalLpPool(X, p=2): return _global("LpPool", X, p)
+
+
+def MaxUnpool(X, I, output_shape=None, kernel_shape=None, pads=None, strides=None):
+    """Each X value written at its MaxPool index (flat, into the pooled input's size inferred from the window);
+    that tensor is placed at the start of output_shape when one is given, as ONNX's reference and cases do."""
+    n = _spatial(X, "MaxUnpool")
+    kernel = _kernel(kernel_shape, None, n)
+    strides = _ints(strides, n, 1, "strides")
+    begin, end = _pads(pads, n)
+    inferred = list(X.shape[:2]) + [(i - 1) * s - b - e + k for i, s, b, e, k in
+                                    zip(X.shape[2:], strides, begin, end, kernel)]
+    y = np.zeros(math.prod(inferred), X.dtype)
+    y[np.asarray(I).reshape(-1)] = X.reshape(-1)
+    y = y.reshape(inferred)
+    if output_shape is None or not len(output_shape):
+        return y
+    out = np.zeros([int(d) for d in np.asarray(output_shape).reshape(-1)], X.dtype)
+    out[tuple(slice(0, d) for d in inferred)] = y
+    return out
+
+
+def CausalConvWithState(input, weight, bias=None, past_state=None, activation="none"):
+    """Depthwise causal conv1d over [B, C, L] continuing from past_state (the last k - 1 inputs of the previous
+    call, zeros if omitted); returns (output, present_state)."""
+    if activation not in ("none", "silu", "swish"):
+        raise ValueError(f"CausalConvWithState: unknown activation '{activation}'")
+    b, c, _ = input.shape
+    k = weight.shape[2]
+    past = np.zeros((b, c, k - 1), input.dtype) if past_state is None else past_state
+    padded = np.concatenate([past, input], axis=2)
+    y = Conv(padded, weight, bias, group=c)
+    if activation != "none":
+        _core.unary("silu", y, y, 0.0, 0.0)
+    return y, contiguous(padded[:, :, padded.shape[2] - (k - 1):])
+
+
+def Col2Im(input, image_shape, block_shape, dilations=None, pads=None, strides=None):
+    """[N, C * prod(block), L] column blocks summed back into [N, C, *image] (the inverse of im2col)."""
+    image, block = [int(v) for v in np.asarray(image_shape).ravel()], [int(v) for v in np.asarray(block_shape).ravel()]
+    n = len(image)
+    strides, dilations = _ints(strides, n, 1, "strides"), _ints(dilations, n, 1, "dilations")
+    begin, end = _pads(pads, n)
+    counts = [(i + b + e - (k - 1) * d - 1) // s + 1 for i, b, e, k, d, s in
+              zip(image, begin, end, block, dilations, strides)]  # block positions per axis
+    batch, cols, length = input.shape
+    c = cols // math.prod(block)
+    if c * math.prod(block) != cols or math.prod(counts) != length:
+        raise ValueError(f"Col2Im: input of shape {input.shape} does not hold blocks {block} over image {image}")
+    # Padded-image coordinate of each (kernel tap, block position) pair, per axis; then one flat index.
+    index = np.zeros((math.prod(block), length), np.int64)
+    padded = [i + b + e for i, b, e in zip(image, begin, end)]
+    taps = np.indices(block).reshape(n, -1)        # [n, taps]
+    where = np.indices(counts).reshape(n, -1)      # [n, L]
+    for a in range(n):
+        coord = taps[a][:, None] * dilations[a] + where[a][None, :] * strides[a]
+        index = index * padded[a] + coord
+    out = np.zeros((batch, c, math.prod(padded)), np.float64)
+    np.add.at(out, (slice(None), slice(None), index), input.reshape(batch, c, math.prod(block), length))
+    out = out.reshape((batch, c, *padded))[(slice(None), slice(None)) +
+                                           tuple(slice(b, b + i) for b, i in zip(begin, image))]
+    return contiguous(out.astype(input.dtype))
+
+
+def DeformConv(X, W, offset, B=None, mask=None, dilations=None, group=1, kernel_shape=None, offset_group=1, pads=None,
+               strides=None):
+    """2-D deformable conv: each kernel tap reads X bilinearly (zeros outside) at its place plus its learned offset,
+    times the optional mask; the sampled columns then meet the weights in one matmul per group."""
+    if X.ndim != 4:
+        raise NotImplementedError(f"DeformConv supports 2-D inputs, got shape {X.shape}")
+    X = _float(X, "DeformConv input")
+    n, c, h, w = X.shape
+    oc = W.shape[0]
+    kh, kw = _kernel(kernel_shape, W, 2)
+    (sh, sw), (dh, dw) = _ints(strides, 2, 1, "strides"), _ints(dilations, 2, 1, "dilations")
+    begin, _ = _pads(pads, 2)
+    oh, ow = offset.shape[2:]
+    taps = kh * kw
+    off = offset.reshape(n, offset_group, kh, kw, 2, oh, ow).astype(np.float32)
+    # Sampling place of tap (i, j) at output (y, x): y * stride - pad + i * dilation + offset.
+    ys = (np.arange(oh) * sh - begin[0])[None, None, None, :, None] + (np.arange(kh) * dh)[None, :, None, None, None]
+    xs = (np.arange(ow) * sw - begin[1])[None, None, None, None, :] + (np.arange(kw) * dw)[None, None, :, None, None]
+    y = ys + off[:, :, :, :, 0]  # [N, G, kh, kw, oh, ow]
+    x = xs + off[:, :, :, :, 1]
+    # The C++ GridSample (bilinear, zeros padding, align_corners: -1 and 1 are the first and last pixels).
+    grid = np.stack([x / max(w - 1, 1) * 2 - 1, y / max(h - 1, 1) * 2 - 1], axis=-1).astype(np.float32)
+    per = c // offset_group
+    cols = np.empty((n, c, taps, oh * ow), np.float32)
+    for g in range(offset_group):
+        sampled = np.empty((n, per, taps * oh, ow), np.float32)
+        _core.grid_sample(contiguous(X[:, g * per:(g + 1) * per]), contiguous(grid[:, g].reshape(n, taps * oh, ow, 2)),
+                          "linear", "zeros", True, sampled)
+        cols[:, g * per:(g + 1) * per] = sampled.reshape(n, per, taps, oh * ow)
+    if mask is not None:
+        m = mask.reshape(n, offset_group, 1, taps, oh * ow).astype(np.float32)
+        cols = (cols.reshape(n, offset_group, per, taps, oh * ow) * m).reshape(n, c, taps, oh * ow)
+    icg, ocg = c // group, oc // group
+    y_out = np.empty((n, oc, oh * ow), np.float32)
+    for g in range(group):
+        wg = contiguous(_float(W[g * ocg:(g + 1) * ocg], "DeformConv weight").reshape(1, ocg, icg * taps))
+        for b in range(n):
+            colsg = contiguous(cols[b, g * icg:(g + 1) * icg].reshape(1, icg * taps, oh * ow))
+            out = np.empty((1, ocg, oh * ow), np.float32)
+            _core.matmul(wg, colsg, None, out)
+            y_out[b, g * ocg:(g + 1) * ocg] = out[0]
+    if B is not None:
+        y_out += _float(B, "DeformConv bias").reshape(1, -1, 1)
+    return y_out.reshape(n, oc, oh, ow)

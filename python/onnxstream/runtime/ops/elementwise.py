@@ -6,7 +6,7 @@ from functools import reduce
 import numpy as np
 
 from ... import _core
-from .common import binary, cast, onnx_dtype, unary
+from .common import binary, cast, contiguous, onnx_dtype, unary
 
 
 # ---------------------------------------------------------------- arithmetic and comparison
@@ -84,6 +84,25 @@ def Mish(X): return unary("mish", X)
 def Gelu(X, approximate="none", _out=None): return unary("gelu_tanh" if approximate == "tanh" else "gelu", X, out=_out)
 
 
+def Swish(X, alpha=1.0):
+    """x * sigmoid(alpha * x)."""
+    if alpha == 1.0:
+        return unary("silu", X)
+    return binary("mul", X, unary("sigmoid", binary("mul", X, np.array(alpha, X.dtype))))
+
+
+def SwiGLU(A, B, alpha=1.0):
+    if A.shape != B.shape:
+        raise ValueError(f"SwiGLU inputs must have the same shape (no broadcasting), got {A.shape} and {B.shape}")
+    return binary("mul", Swish(A, alpha), B)
+
+
+def Shrink(input, bias=0.0, lambd=0.5):
+    x = input
+    shifted = np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0))  # a rare op: numpy
+    return shifted.astype(x.dtype)
+
+
 def IsNaN(X):
     y = np.empty(X.shape, np.bool_)
     _core.unary("isnan", X, y, 0.0, 0.0)
@@ -128,5 +147,23 @@ def CastLike(input, target_type, saturate=1, round_mode="up"):
     return cast(input, target_type.dtype)
 
 
+def BitCast(input, to):
+    dtype = onnx_dtype(to)
+    if dtype.itemsize != input.dtype.itemsize:
+        raise ValueError(f"BitCast from {input.dtype} to {dtype}: the types differ in size")
+    return contiguous(input).view(dtype)
+
+
 def Identity(input):
+    return input
+
+
+# Optional values: onnxstream has tensors only, so an optional is a tensor or an omitted input (None).
+def OptionalHasElement(input=None):
+    return np.array(input is not None)
+
+
+def OptionalGetElement(input):
+    if input is None:
+        raise ValueError("OptionalGetElement: the optional is empty")
     return input

@@ -59,7 +59,8 @@ def FusedRowTiled(x, *weight_values, rows, input, output, weights, nodes):
         env = dict(env_weights)
         env[input] = x2[r:r + rows].reshape(lead + (-1, x.shape[-1]))
         for node in nodes:
-            kwargs = op_kwargs(node["op"], node["attrs"], len(node["outputs"]), opset=0)  # no row-local op reads it
+            # (Softmax reads the opset; the chain holds only last-axis ones, the same in every opset)
+            kwargs = op_kwargs(node["op"], node["attrs"], len(node["outputs"]), opset=13)
             result = OPS[node["op"]](*[env[n] if n else None for n in node["inputs"]], **kwargs)
             for name, value in zip(node["outputs"], result if isinstance(result, tuple) else (result,)):
                 env[name] = value

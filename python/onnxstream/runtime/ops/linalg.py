@@ -108,6 +108,13 @@ def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
     return y
 
 
+def Det(X):
+    """Determinant of the last two axes (LU in float64: small matrices only ever reach this op)."""
+    if X.dtype != np.float32:
+        raise ValueError(f"Det supports float32, got {X.dtype}")
+    return np.linalg.det(X.astype(np.float64)).astype(np.float32)
+
+
 # ---------------------------------------------------------------- Einsum
 
 def _parse(equation: str, operands) -> tuple[list[list[str]], list[str]]:

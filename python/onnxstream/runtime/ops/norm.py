@@ -82,10 +82,12 @@ def _batch_stats(x3):
     return mean, binary("div", var, np.array(max(n, 1), np.float32))
 
 
-def BatchNormalization(X, scale, B, input_mean, input_var, epsilon=1e-5, momentum=0.9, training_mode=0,
+def BatchNormalization(X, scale, B, input_mean, input_var, epsilon=1e-5, momentum=0.9, training_mode=0, spatial=1,
                        _num_results=1):
     X = _f32("BatchNormalization", X)
     c = X.shape[1] if X.ndim > 1 else 1
+    if not spatial:  # opsets 7-8: statistics per activation ([C, D1, ...]), each one a channel of length 1
+        c = int(np.prod(X.shape[1:], dtype=np.int64))
     x3 = X.reshape(X.shape[0], c, -1)
     scale, bias = _per_channel(scale, c), _per_channel(B, c)
     mean, var = _per_channel(input_mean, c), _per_channel(input_var, c)
@@ -131,3 +133,17 @@ def LpNormalization(input, axis=-1, p=2):
     out = np.empty(y.shape, np.float32)
     _core.where(np.broadcast_to(zero, y.shape), np.zeros(y.shape, np.float32), y, out)
     return out
+
+
+def LRN(X, size, alpha=1e-4, beta=0.75, bias=1.0):
+    """x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta, the window sums from one
+    cumulative sum over the channel axis."""
+    x = _f32("LRN", X)
+    c = x.shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)  # channels before and after c
+    sq = np.square(x, dtype=np.float64)
+    csum = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)  # [N, C + 1, ...]
+    top = np.minimum(np.arange(c) + hi + 1, c)
+    bottom = np.maximum(np.arange(c) - lo, 0)
+    window = np.take(csum, top, axis=1) - np.take(csum, bottom, axis=1)
+    return (x / (bias + alpha / size * window) ** beta).astype(np.float32)

@@ -93,16 +93,20 @@ def ArgMin(data, axis=0, keepdims=1, select_last_index=0):
     return _arg(False, data, axis, keepdims, select_last_index)
 
 
-def _softmax(op, x, axis):
-    v, _ = _one_axis(x, axis)
+def _softmax(op, x, axis, opset):
+    if opset < 13:  # opsets 1-11: x is the 2-D [prod(shape[:axis]), prod(shape[axis:])] matrix, rows normalized
+        axis = axis_index(1 if axis is None else axis, x.ndim)
+        v = contiguous(x).reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1, 1)
+    else:
+        v, _ = _one_axis(x, -1 if axis is None else axis)
     y = np.empty(v.shape, x.dtype)
     _core.softmax(op, v, y)
     return y.reshape(x.shape)
 
 
-def Softmax(input, axis=-1): return _softmax("softmax", input, axis)
-def LogSoftmax(input, axis=-1): return _softmax("log_softmax", input, axis)
-def Hardmax(input, axis=-1): return _softmax("hardmax", input, axis)
+def Softmax(input, axis=None, _opset=13): return _softmax("softmax", input, axis, _opset)
+def LogSoftmax(input, axis=None, _opset=13): return _softmax("log_softmax", input, axis, _opset)
+def Hardmax(input, axis=None, _opset=13): return _softmax("hardmax", input, axis, _opset)
 
 
 def CumSum(x, axis, exclusive=0, reverse=0):
@@ -112,8 +116,18 @@ def CumSum(x, axis, exclusive=0, reverse=0):
     return y.reshape(x.shape)
 
 
-def TopK(X, K, axis=-1, largest=1, sorted=1):
-    k = as_ints(K)[0]
+def CumProd(x, axis, exclusive=0, reverse=0):
+    axis = axis_index(as_ints(axis)[0], x.ndim)
+    v = np.flip(x, axis) if reverse else x
+    if exclusive:  # shift by one along the axis, 1 first
+        ones = np.ones(v.shape[:axis] + (1,) + v.shape[axis + 1:], x.dtype)
+        v = np.concatenate([ones, np.take(v, range(v.shape[axis] - 1), axis=axis)], axis=axis)
+    y = np.cumprod(v, axis=axis, dtype=x.dtype)  # a rare op: numpy
+    return contiguous(np.flip(y, axis) if reverse else y)
+
+
+def TopK(X, K=None, axis=-1, largest=1, sorted=1, k=None):
+    k = as_ints(K)[0] if K is not None else k  # k is an attribute before opset 10
     v, axis = _one_axis(X, axis)
     if not 0 <= k <= v.shape[1]:
         raise ValueError(f"TopK: K = {k} is outside [0, {v.shape[1]}] for axis {axis} of shape {list(X.shape)}")

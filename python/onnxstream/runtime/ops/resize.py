@@ -38,6 +38,8 @@ def _source_coords(mode, out_len, in_len, scale, roi):
         x = np.full(out_len, -0.5) if out_width == 1 else (y + 0.5) / scale - 0.5
     elif mode == "half_pixel":
         x = (y + 0.5) / scale - 0.5
+    elif mode == "tf_half_pixel_for_nn":  # opsets 11-12
+        x = (y + 0.5) / scale
     elif mode == "half_pixel_symmetric":
         offset = in_len / 2 * (1 - out_len / out_width)
         x = offset + (y + 0.5) / scale - 0.5
@@ -108,7 +110,9 @@ def _taps(in_len, out_len, scale, roi, mode, coord_mode, nearest_mode, cubic_a, 
 
 def Resize(X, roi=None, scales=None, sizes=None, antialias=0, axes=None, coordinate_transformation_mode="half_pixel",
            cubic_coeff_a=-0.75, exclude_outside=0, extrapolation_value=0.0, keep_aspect_ratio_policy="stretch",
-           mode="nearest", nearest_mode="round_prefer_floor"):
+           mode="nearest", nearest_mode="round_prefer_floor", _opset=13):
+    if _opset < 11:  # Resize-10: (X, scales), Upsample's coordinates
+        return Upsample(X, roi, mode)
     if X.dtype != np.float32:
         raise NotImplementedError(f"Resize: dtype {X.dtype} is not supported (float32 only)")
     rank = X.ndim
@@ -158,4 +162,18 @@ def Resize(X, roi=None, scales=None, sizes=None, antialias=0, axes=None, coordin
             where[axis] = np.nonzero(outside)[0]
             resized[tuple(where)] = extrapolation_value
         y = resized
+    return y
+
+
+def Upsample(X, scales, mode="nearest"):
+    """Opsets 7-9 (and Resize-10): output = floor(input * scale), source = output / scale; nearest rounds down
+    where the axis grows and up where it shrinks, as onnxruntime does. scales is an attribute in opsets 7-8."""
+    mode = {"bilinear": "linear"}.get(mode, mode)
+    scales = [float(s) for s in np.asarray(scales).ravel()]
+    y = X
+    for shrinking in (False, True):  # separable: the growing axes, then the shrinking ones
+        part = [s if (s < 1) == shrinking else 1.0 for s in scales]
+        if any(s != 1.0 for s in part):
+            y = Resize(y, scales=np.array(part, np.float32), mode=mode, coordinate_transformation_mode="asymmetric",
+                       nearest_mode="ceil" if shrinking else "floor")
     return y

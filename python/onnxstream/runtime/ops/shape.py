@@ -128,7 +128,9 @@ def Tile(input, repeats):
     return np.tile(input, as_ints(repeats))
 
 
-def Pad(data, pads, constant_value=None, axes=None, mode="constant"):
+def Pad(data, pads, constant_value=None, axes=None, mode="constant", value=None):
+    if value is not None:  # before opset 11 pads and the value are attributes
+        constant_value = np.array(value)
     pads = as_ints(pads)
     axes = [axis_index(a, data.ndim) for a in as_ints(axes)] if axes is not None else list(range(data.ndim))
     n = len(axes)
@@ -154,11 +156,14 @@ def ConstantOfShape(input, value=None):
 
 
 def Range(start, limit, delta):
+    dtype = np.asarray(start).dtype  # the output has the inputs' type (.item() would widen it to a Python number)
     start, limit, delta = (np.asarray(v).item() for v in (start, limit, delta))
-    count = max(int(np.ceil((limit - start) / delta)), 0)
-    dtype = np.asarray(start).dtype if not isinstance(start, (int, float)) else None
-    out = start + np.arange(count) * delta  # index arithmetic for the range's few elements
-    return out.astype(np.result_type(np.asarray(start)) if dtype is None else dtype)
+    if np.issubdtype(dtype, np.integer):
+        count = max(-((start - limit) // delta), 0)  # ceil((limit - start) / delta), exact for any integers
+    else:
+        count = max(int(np.ceil((limit - start) / delta)), 0)
+    # start + i * delta in float64 (or int64), rounded once to the output type: ONNX's reference does the same.
+    return (start + np.arange(count) * delta).astype(dtype)
 
 
 def Trilu(input, k=None, upper=1):
