@@ -46,8 +46,10 @@ def _log(progress, msg):
 # ---------------------------------------------------------------- public entry point
 
 def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "fp32",
-            input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None) -> Path:
-    """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir."""
+            input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None,
+            outputs: list[str] | None = None) -> Path:
+    """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir. `outputs`: keep only
+    these of the model's outputs (and what computes them)."""
     if weights not in WEIGHT_FORMATS:
         raise ConversionError(f"weights must be 'fp32', 'fp16' or 'int8', not '{weights}'")
     out_dir = Path(out_dir)
@@ -60,6 +62,8 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     model = _load(onnx, Path(path))
     opset = _check_opset(onnx, model)
     graph_proto = model.graph
+    if outputs is not None:
+        _keep_outputs(graph_proto, outputs)
     consts = _initializers(onnx, graph_proto)
     inputs = _graph_inputs(onnx, graph_proto, consts, input_shapes or {})
     nodes = [_node(onnx, n, i) for i, n in enumerate(graph_proto.node)]
@@ -78,6 +82,15 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")
     _write(graph, consts, out_dir, overwrite, weights)
     return out_dir
+
+
+def _keep_outputs(graph_proto, names) -> None:
+    have = [o.name for o in graph_proto.output]
+    if set(names) - set(have):
+        raise ConversionError(f"outputs {sorted(set(names) - set(have))} are not outputs of the model; it has {have}")
+    kept = [o for o in graph_proto.output if o.name in names]
+    del graph_proto.output[:]
+    graph_proto.output.extend(kept)
 
 
 def _import_onnx():

@@ -1,0 +1,117 @@
+"""Diffusers SDXL / SDXL Turbo directory -> ONNX files of the parts, in optimum's SDXL layout (PC side only).
+
+  text_encoder/model.onnx    input_ids [1, 77] int64 -> hidden_states.{L-1} [1, 77, 768]   (CLIP ViT-L, penultimate)
+  text_encoder_2/model.onnx  input_ids [1, 77] int64 -> text_embeds [1, 1280] (pooled, projected),
+                                                         hidden_states.{L-1} [1, 77, 1280]  (OpenCLIP bigG, penultimate)
+  unet/model.onnx            sample [B, 4, h, w], timestep [1], encoder_hidden_states [B, 77, 2048],
+                             text_embeds [B, 1280], time_ids [B, 6] -> out_sample
+  vae_decoder/, vae_encoder/ as for SD 1.x (export_torch.py)
+
+Only the hidden state SDXL reads is exported (optimum exports them all; convert_pipeline keeps the same one of
+those), so the last layer of the first encoder is never computed. Weights are loaded from safetensors when the
+folder has them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .export_torch import _export, _too_big, _wrappers
+
+
+def _weights_kwargs(folder: Path) -> dict:
+    return {"use_safetensors": True} if any(folder.glob("*.safetensors")) else {}
+
+
+def _sdxl_wrappers():
+    import torch
+
+    class PenultimateTextEncoder(torch.nn.Module):
+        """CLIPTextModel -> its penultimate hidden state (what SDXL's encode_prompt reads)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids):
+            return self.model(input_ids=input_ids, output_hidden_states=True, return_dict=True).hidden_states[-2]
+
+    class PooledTextEncoder(torch.nn.Module):
+        """CLIPTextModelWithProjection -> (projected pooled output, penultimate hidden state)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids):
+            out = self.model(input_ids=input_ids, output_hidden_states=True, return_dict=True)
+            return out.text_embeds, out.hidden_states[-2]
+
+    class UNetXL(torch.nn.Module):
+        def __init__(self, unet):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, sample, timestep, encoder_hidden_states, text_embeds, time_ids):
+            return self.unet(sample, timestep, encoder_hidden_states, return_dict=False,
+                             added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids})[0]
+
+    return PenultimateTextEncoder, PooledTextEncoder, UNetXL
+
+
+def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None):
+    """Export the parts of the SDXL pipeline in `diffusers_dir` into `out_dir` (optimum's SDXL layout)."""
+    try:
+        import torch
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    except ImportError as e:
+        raise ValueError(f"exporting a diffusers directory needs torch, diffusers and transformers ({e}); "
+                         f"or convert a directory of ONNX exports instead") from None
+    _, _, VaeDecoder, VaeEncoder = _wrappers()
+    PenultimateTextEncoder, PooledTextEncoder, UNetXL = _sdxl_wrappers()
+    src, out = Path(diffusers_dir), Path(out_dir)
+    log = progress or (lambda m: None)
+
+    log("exporting text_encoder")
+    te = CLIPTextModel.from_pretrained(src / "text_encoder", torch_dtype=torch.float32,
+                                       **_weights_kwargs(src / "text_encoder")).eval()
+    seq, layers = te.config.max_position_embeddings, te.config.num_hidden_layers
+    ids = torch.zeros(1, seq, dtype=torch.int64)
+    _export(PenultimateTextEncoder(te), (ids,), out / "text_encoder" / "model.onnx", ["input_ids"],
+            [f"hidden_states.{layers - 1}"])
+    context = te.config.hidden_size
+    del te
+    log("exporting text_encoder_2")
+    te2 = CLIPTextModelWithProjection.from_pretrained(src / "text_encoder_2", torch_dtype=torch.float32,
+                                                      **_weights_kwargs(src / "text_encoder_2")).eval()
+    _export(PooledTextEncoder(te2), (ids,), out / "text_encoder_2" / "model.onnx", ["input_ids"],
+            ["text_embeds", f"hidden_states.{te2.config.num_hidden_layers - 1}"])
+    context += te2.config.hidden_size
+    pooled = te2.config.projection_dim
+    del te2
+
+    vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32, **_weights_kwargs(src / "vae")).eval()
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    latent_c, h, w = vae.config.latent_channels, height // factor, width // factor
+    log("exporting vae_decoder")
+    _export(VaeDecoder(vae), (torch.zeros(1, latent_c, h, w),), out / "vae_decoder" / "model.onnx",
+            ["latent_sample"], ["sample"])
+    log("exporting vae_encoder")
+    _export(VaeEncoder(vae), (torch.zeros(1, 3, height, width),), out / "vae_encoder" / "model.onnx",
+            ["sample"], ["latent_parameters"])
+    del vae
+
+    unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32,
+                                                **_weights_kwargs(src / "unet")).eval()
+    if not _too_big(unet):
+        unet.set_default_attn_processor()   # see export_torch.export_parts
+    n_ids = (unet.config.projection_class_embeddings_input_dim - pooled) // unet.config.addition_time_embed_dim
+    for i, batch in enumerate(unet_batches):
+        name = "unet" if i == 0 else f"unet_batch{batch}"
+        log(f"exporting {name} (batch {batch})")
+        time_ids = torch.tensor([[height, width, 0, 0, height, width][:n_ids]] * batch, dtype=torch.float32)
+        args = (torch.randn(batch, unet.config.in_channels, h, w), torch.tensor([999.0]),
+                torch.randn(batch, seq, context), torch.randn(batch, pooled), time_ids)
+        _export(UNetXL(unet), args, out / name / "model.onnx",
+                ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"], ["out_sample"])
+    return out
