@@ -47,9 +47,10 @@ def _log(progress, msg):
 
 def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "fp32",
             input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None,
-            outputs: list[str] | None = None) -> Path:
+            outputs: list[str] | None = None, calibration: list[dict] | None = None) -> Path:
     """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir. `outputs`: keep only
-    these of the model's outputs (and what computes them)."""
+    these of the model's outputs (and what computes them). `calibration`: inputs to measure the activations stored
+    as float16 on (fp16_range.py); those beyond float16's range are stored scaled."""
     if weights not in WEIGHT_FORMATS:
         raise ConversionError(f"weights must be 'fp32', 'fp16' or 'int8', not '{weights}'")
     out_dir = Path(out_dir)
@@ -79,6 +80,9 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     nodes = fuse_convs(nodes, outputs, {**{v.name: (v.shape, v.dtype) for v in inputs}, **shapes}, consts, weights)
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
+    if calibration:
+        from .fp16_range import calibrate
+        calibrate(graph, consts, calibration, lambda g, d: _write(g, consts, d, True, weights), progress)
     _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")
     _write(graph, consts, out_dir, overwrite, weights)
     return out_dir

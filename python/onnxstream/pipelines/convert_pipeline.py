@@ -66,6 +66,24 @@ def guess_family(index: dict, unet_cfg: dict, sched_cfg: dict, context_dim: int)
     return "sd1"
 
 
+def _vae_calibration(part: str, shapes: dict, vae_cfg: dict):
+    """Sample inputs on which the VAE's float16-stored activations are measured (fp16_range.py): latents as the
+    sampler ends with them (unit variance, unscaled by the VAE's factor), images in [-1, 1]."""
+    import numpy as np
+    if part not in ("vae_decoder", "vae_encoder"):
+        return None
+    name, shape = next(iter(shapes.items()))
+    feeds = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        if part == "vae_decoder":
+            x = rng.standard_normal(shape) / vae_cfg.get("scaling_factor", 0.18215) + (vae_cfg.get("shift_factor") or 0)
+        else:
+            x = rng.uniform(-1, 1, shape)
+        feeds.append({name: x.astype(np.float32)})
+    return feeds
+
+
 def _copy_configs(src: Path, onnx_dir: Path) -> None:
     """Each exported part gets its diffusers config.json, as in optimum's layout (the VAE's scaling factor, the
     UNet's sample size), so converting the exports later reads the same settings."""
@@ -198,7 +216,8 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
                 log(f"converting {name}")
                 keep = sdxl_sizes["outputs"].get(name) if sdxl_sizes else None
                 convert(path, tmp / name, weights=weights, input_shapes=shapes, progress=log,
-                        outputs=list(keep.values()) if keep else None)
+                        outputs=list(keep.values()) if keep else None,
+                        calibration=_vae_calibration(name, shapes, vae_cfg))
             if kind == "diffusers":
                 shutil.rmtree(tmp / "onnx")
         elif kind == "onnx":
