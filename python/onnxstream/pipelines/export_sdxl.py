@@ -58,6 +58,28 @@ def _sdxl_wrappers():
     return PenultimateTextEncoder, PooledTextEncoder, UNetXL
 
 
+def _pretranspose_linears(module) -> None:
+    """Every nn.Linear as x @ W^T with W^T the stored parameter. The dynamo exporter otherwise folds Transpose(W)
+    into a second copy of each weight while exporting: for SDXL's 10 GB UNet, 7 GB more than this machine has."""
+    import torch
+
+    class LinearT(torch.nn.Module):
+        def __init__(self, linear):
+            super().__init__()
+            self.weight_t = torch.nn.Parameter(linear.weight.detach().t().contiguous(), requires_grad=False)
+            self.bias = linear.bias
+
+        def forward(self, x):
+            y = torch.matmul(x, self.weight_t)
+            return y if self.bias is None else y + self.bias
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, torch.nn.Linear):
+            setattr(module, name, LinearT(child))   # the old weight is freed here, one layer at a time
+        else:
+            _pretranspose_linears(child)
+
+
 def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None):
     """Export the parts of the SDXL pipeline in `diffusers_dir` into `out_dir` (optimum's SDXL layout)."""
     try:
@@ -84,6 +106,8 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
     log("exporting text_encoder_2")
     te2 = CLIPTextModelWithProjection.from_pretrained(src / "text_encoder_2", torch_dtype=torch.float32,
                                                       **_weights_kwargs(src / "text_encoder_2")).eval()
+    if _too_big(te2):   # OpenCLIP bigG: 2.8 GB in float32
+        _pretranspose_linears(te2)
     _export(PooledTextEncoder(te2), (ids,), out / "text_encoder_2" / "model.onnx", ["input_ids"],
             ["text_embeds", f"hidden_states.{te2.config.num_hidden_layers - 1}"])
     context += te2.config.hidden_size
@@ -105,6 +129,8 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
                                                 **_weights_kwargs(src / "unet")).eval()
     if not _too_big(unet):
         unet.set_default_attn_processor()   # see export_torch.export_parts
+    else:
+        _pretranspose_linears(unet)
     n_ids = (unet.config.projection_class_embeddings_input_dim - pooled) // unet.config.addition_time_embed_dim
     for i, batch in enumerate(unet_batches):
         name = "unet" if i == 0 else f"unet_batch{batch}"
