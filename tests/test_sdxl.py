@@ -304,3 +304,17 @@ def test_zz_report_max_diffs():
     """Prints the max pixel difference per case (run with -s to see it)."""
     for key, diff in sorted(MAX_DIFFS.items(), key=str):
         print(" ".join(map(str, key)), f"{diff * 255:.4f}/255")
+
+
+def test_big_model_export_path(sdxl_dirs, reference, tmp_path, monkeypatch):
+    """The path SDXL's 10 GB UNet takes (export_sdxl._export_without_weights: traced on the meta device, weights
+    memory-mapped from safetensors when saving; nn.Linear pre-transposed; the dynamo exporter for every part),
+    forced on the tiny pipeline: the same image as diffusers."""
+    from onnxstream.pipelines import export_sdxl
+    monkeypatch.setattr(export_sdxl, "_too_big", lambda module: True)
+    onnx = tmp_path / "onnx"
+    convert_pipeline(sdxl_dirs[0], onnx, onnx_only=True, unet_batches=(2,), height=HEIGHT, width=WIDTH)
+    assert (onnx / "unet" / "model.onnx.data").is_file()   # weights as external data
+    model = tmp_path / "engine"
+    convert_pipeline(onnx, model)
+    compare(model, reference, "euler", "txt2img", 5.0, name="sdxl-big-path")

@@ -125,19 +125,77 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
             ["sample"], ["latent_parameters"])
     del vae
 
-    unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32,
-                                                **_weights_kwargs(src / "unet")).eval()
-    if not _too_big(unet):
+    with torch.device("meta"):   # the graph is traced without weights; a big UNet's are attached when saving
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(src / "unet")).eval()
+    big = _too_big(unet)
+    if not big:
+        unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32,
+                                                    **_weights_kwargs(src / "unet")).eval()
         unet.set_default_attn_processor()   # see export_torch.export_parts
     else:
         _pretranspose_linears(unet)
     n_ids = (unet.config.projection_class_embeddings_input_dim - pooled) // unet.config.addition_time_embed_dim
+    names = ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"]
     for i, batch in enumerate(unet_batches):
         name = "unet" if i == 0 else f"unet_batch{batch}"
         log(f"exporting {name} (batch {batch})")
-        time_ids = torch.tensor([[height, width, 0, 0, height, width][:n_ids]] * batch, dtype=torch.float32)
-        args = (torch.randn(batch, unet.config.in_channels, h, w), torch.tensor([999.0]),
-                torch.randn(batch, seq, context), torch.randn(batch, pooled), time_ids)
-        _export(UNetXL(unet), args, out / name / "model.onnx",
-                ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"], ["out_sample"])
+        with torch.device("meta" if big else "cpu"):
+            time_ids = torch.tensor([[height, width, 0, 0, height, width][:n_ids]] * batch, dtype=torch.float32)
+            args = (torch.randn(batch, unet.config.in_channels, h, w), torch.tensor([999.0]),
+                    torch.randn(batch, seq, context), torch.randn(batch, pooled), time_ids)
+        if big:
+            _export_without_weights(UNetXL(unet), args, out / name / "model.onnx", names, src / "unet", "unet.")
+        else:
+            _export(UNetXL(unet), args, out / name / "model.onnx", names, ["out_sample"])
     return out
+
+
+def _export_without_weights(module, args, path: Path, input_names, weights_dir: Path, prefix: str) -> None:
+    """Export a module built on the meta device (dynamo exporter, no optimizer: it would read the weights), then
+    attach the weights memory-mapped from the folder's safetensors files while saving: SDXL's 10 GB UNet exports
+    in the memory of its graph plus one tensor, where exporting it with its weights loaded takes over 14 GB."""
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        program = torch.onnx.export(module, args, None, dynamo=True, opset_version=18, input_names=input_names,
+                                    output_names=["out_sample"], optimize=False)
+    stored = _mapped_safetensors(weights_dir)
+    state = {}
+    for name in module.state_dict():
+        key = name[len(prefix):]
+        state[name] = stored[key[:-2]].t() if key.endswith(".weight_t") else stored[key]
+    program.apply_weights(state)
+    program.optimize()   # now that it has weights (it rewrites SplitToSequence chunks, folds small constants)
+    program.save(str(path), external_data=True)
+
+
+def _mapped_safetensors(folder: Path) -> dict:
+    """name -> tensor viewing the folder's *.safetensors files through mmap (no copy; the page cache holds them)."""
+    import json
+    import mmap
+
+    import torch
+    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{folder} has no .safetensors weights (a model this big is exported from safetensors only)")
+    tensors = {}
+    for file in files:
+        with open(file, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n])
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            if info["dtype"] not in dtypes:
+                raise ValueError(f"{file}: tensor {name} has dtype {info['dtype']}, not a float type")
+            start, end = info["data_offsets"]
+            dtype = dtypes[info["dtype"]]
+            count = (end - start) // torch.tensor([], dtype=dtype).element_size()
+            with __import__("warnings").catch_warnings():
+                __import__("warnings").simplefilter("ignore")   # read-only buffer: never written
+                t = torch.frombuffer(data, dtype=dtype, count=count, offset=8 + n + start) if count else \
+                    torch.zeros(0, dtype=dtype)
+            tensors[name] = t.reshape(info["shape"]).float() if dtype != torch.float32 else t.reshape(info["shape"])
+    return tensors
