@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "python"))
 import sdxl_models  # noqa: E402
-from sd15 import RUNNER, print_table, psnr, rel_l2  # noqa: E402
+from sd15 import RUNNER, errors, print_table  # noqa: E402
 
 NETWORKS = ("text_encoder", "text_encoder_2", "unet", "vae_decoder")
 MEMLIMIT = "/work/shared/tools/memlimit"
@@ -83,11 +83,7 @@ def main() -> int:
             for weights, model in models.items():
                 print(f"running onnxstream on {net} ({weights})", file=sys.stderr, flush=True)
                 ours = run_engine("onnxstream", model / net, feeds, tmp / "ours.npz", args.runs)
-                err = None
-                if "outputs" in ours and "outputs" in ref:
-                    err = (max(rel_l2(ours["outputs"][k], v) for k, v in ref["outputs"].items()),
-                           min(psnr(ours["outputs"][k], v) for k, v in ref["outputs"].items()))
-                rows.append((net, weights, "onnxstream", ours, err))
+                rows.append((net, weights, "onnxstream", ours, errors(ours, ref)))
             print_table(rows)
     return 0
 
