@@ -107,6 +107,14 @@ def psnr(a, ref) -> float:
     return float("inf") if rmse == 0 else 20 * np.log10((ref.max() - ref.min()) / rmse)
 
 
+def errors(ours: dict, ref: dict):
+    """(worst relative L2, worst PSNR) over the outputs, or None when either run failed."""
+    if "outputs" not in ours or "outputs" not in ref:
+        return None
+    return (max(rel_l2(ours["outputs"][k], v) for k, v in ref["outputs"].items()),
+            min(psnr(ours["outputs"][k], v) for k, v in ref["outputs"].items()))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks", default=",".join(NETWORKS))
@@ -129,11 +137,7 @@ def main() -> int:
                 model = converted(name, onnx_path, weights)
                 print(f"running onnxstream on {net} ({weights})", file=sys.stderr)
                 ours = run_engine("onnxstream", model, feeds, tmp / "ours.npz", args.runs)
-                err = None
-                if "outputs" in ours and "outputs" in ref:
-                    err = (max(rel_l2(ours["outputs"][k], v) for k, v in ref["outputs"].items()),
-                           min(psnr(ours["outputs"][k], v) for k, v in ref["outputs"].items()))
-                rows.append((net, weights, "onnxstream", ours, err))
+                rows.append((net, weights, "onnxstream", ours, errors(ours, ref)))
             print_table(rows)
     return 0
 

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--width", type=int, help="pipelines: image width (fixed at convert time)")
     c.add_argument("--unet-batch", help="pipelines: UNet batch sizes, e.g. 2 (guidance) or 1 (turbo) or 1,2,4 "
                                         "(sd --num N runs one batch-2N pass per step with guidance, N without)")
-    c.add_argument("--family", choices=["sd1", "sd2", "sd-turbo"], help="pipelines: override the guessed family")
+    c.add_argument("--family", choices=["sd1", "sd2", "sd-turbo", "sdxl", "sdxl-turbo"], help="pipelines: override the guessed family")
     c.add_argument("--onnx-only", action="store_true", help="pipelines: keep the ONNX exports, do not convert")
     c.set_defaults(func=cmd_convert)
     r = sub.add_parser("run", help="run a converted model on .npy inputs")

@@ -50,8 +50,11 @@ def _log(progress, msg):
 # ---------------------------------------------------------------- public entry point
 
 def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "fp32",
-            input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None) -> Path:
-    """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir."""
+            input_shapes: dict[str, tuple] | None = None, overwrite: bool = False, progress=None,
+            outputs: list[str] | None = None, calibration: list[dict] | None = None) -> Path:
+    """Convert the ONNX model at `path` into the model directory `out_dir`; returns out_dir. `outputs`: keep only
+    these of the model's outputs (and what computes them). `calibration`: inputs to measure the activations stored
+    as float16 on (fp16_range.py); those beyond float16's range are stored scaled."""
     if weights not in WEIGHT_FORMATS:
         raise ConversionError(f"weights must be 'fp32', 'fp16' or 'int8', not '{weights}'")
     out_dir = Path(out_dir)
@@ -63,7 +66,9 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     _log(progress, f"loading {path}")
     model = _load(onnx, Path(path))
     opset = _check_opset(onnx, model)
-    consts = _initializers(onnx, model.graph)
+    if outputs is not None:
+        _keep_outputs(model.graph, outputs)
+    consts = _initializers(onnx, model.graph, Path(path).parent)
     if opset < UPGRADE_TO:
         model, opset = _upgrade(onnx, model, opset, consts, progress)
     graph_proto = model.graph
@@ -82,9 +87,21 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     nodes = fuse_convs(nodes, outputs, {**{v.name: (v.shape, v.dtype) for v in inputs}, **shapes}, consts, weights)
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
+    if calibration:
+        from .fp16_range import calibrate
+        calibrate(graph, consts, calibration, lambda g, d: _write(g, consts, d, True, weights), progress)
     _log(progress, f"writing {out_dir} ({len(graph.nodes)} nodes, {len(graph.weights)} weight tensors)")
     _write(graph, consts, out_dir, overwrite, weights)
     return out_dir
+
+
+def _keep_outputs(graph_proto, names) -> None:
+    have = [o.name for o in graph_proto.output]
+    if set(names) - set(have):
+        raise ConversionError(f"outputs {sorted(set(names) - set(have))} are not outputs of the model; it has {have}")
+    kept = [o for o in graph_proto.output if o.name in names]
+    del graph_proto.output[:]
+    graph_proto.output.extend(kept)
 
 
 def _import_onnx():
@@ -98,11 +115,10 @@ def _import_onnx():
 
 
 def _load(onnx, path: Path):
+    """The graph without its external data: _initializers maps those weights from their file instead."""
     try:
-        return onnx.load(str(path), load_external_data=True)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf decode errors have no common base class
-        if isinstance(e, FileNotFoundError) or "should be stored in" in str(e):
-            raise ConversionError(f"{path} refers to external weight data that is missing: {e}") from None
         raise ConversionError(f"{path} is not a readable ONNX model: {e}") from None
 
 
@@ -152,18 +168,40 @@ def _upgrade(onnx, model, opset: int, consts: dict, progress):
                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); converting opset {opset} as it is")
         return model, opset
     _log(progress, f"upgraded opset {opset} to {UPGRADE_TO} with onnx.version_converter")
-    consts.update(_initializers(onnx, upgraded.graph))
+    consts.update(_initializers(onnx, upgraded.graph, None))
     return upgraded, UPGRADE_TO
 
 
 # ---------------------------------------------------------------- ONNX protos -> plain Python values
 
-def _initializers(onnx, graph_proto) -> dict[str, np.ndarray]:
+def _initializers(onnx, graph_proto, base_dir: Path | None) -> dict[str, np.ndarray]:
     consts = {}
     for t in graph_proto.initializer:
-        consts[t.name] = onnx.numpy_helper.to_array(t)
-        t.ClearField("raw_data")  # the numpy copy is the one we keep
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            consts[t.name] = _map_external(onnx, t, base_dir)
+        else:
+            consts[t.name] = onnx.numpy_helper.to_array(t)
+            t.ClearField("raw_data")  # the numpy copy is the one we keep
     return consts
+
+
+def _map_external(onnx, t, base_dir: Path) -> np.ndarray:
+    """A weight stored as external data, memory-mapped read-only: converting a 10 GB export (SDXL's UNet in
+    float32) holds in memory only what it is writing, not the whole model."""
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    file = (base_dir / location).resolve()
+    if not location or Path(location).is_absolute() or base_dir.resolve() not in file.parents:
+        raise ConversionError(f"weight '{t.name}' refers to external data outside the model's folder: {location!r}")
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+    shape, offset = tuple(int(d) for d in t.dims), int(info.get("offset", 0))
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if not file.is_file() or file.stat().st_size < offset + nbytes or int(info.get("length", nbytes)) < nbytes:
+        raise ConversionError(f"the model refers to external weight data that is missing: {nbytes} bytes of "
+                              f"'{t.name}' at offset {offset} in {file}")
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def _dims(onnx, type_proto) -> list:

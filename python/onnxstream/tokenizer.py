@@ -191,6 +191,8 @@ class CLIPTokenizer:
         added = {}
         if os.path.exists(os.path.join(path, "vocab.json")):
             vocab, merges = read_vocab_files(path)
+            if os.path.exists(os.path.join(path, "tokenizer.json")):  # its added tokens' flags win, as in transformers
+                added = read_tokenizer_json(path)[2]
         else:  # transformers 5 may save only tokenizer.json
             vocab, merges, added = read_tokenizer_json(path)
         if "added_tokens_decoder" in config:

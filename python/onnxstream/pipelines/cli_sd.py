@@ -90,6 +90,8 @@ def cmd_sd(args) -> int:
             "model": Path(args.model).resolve().name, "size": f"{p['width']}x{p['height']}", "software": "onnxstream"}
     if p["img2img"]:
         text["strength"] = p["strength"]
+    if "micro" in p:   # SDXL micro-conditioning
+        text.update({k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in p["micro"].items()})
     paths = output_paths(args.output, len(images))
     for i, (image, path) in enumerate(zip(images, paths)):
         # image i of a batch is the image of a single run with seed + i (see StableDiffusion.__call__)

@@ -7,6 +7,7 @@ scheduler/, model_index.json). Output, written to a temp dir renamed at the end:
 
   text_encoder/ unet/ [unet_batch1/] vae_decoder/ vae_encoder/   onnxstream model dirs
   tokenizer/   vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json
+  (SDXL also text_encoder_2/ and tokenizer_2/: convert_sdxl.py)
   scheduler/   scheduler_config.json
   manifest.json   family, prediction type, latent channels, VAE scaling factor, image size, UNet batches
 
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from ..tokenizer import write_vocab_files
+from . import convert_sdxl
 
 PARTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 MANIFEST_VERSION = 1
@@ -38,11 +40,12 @@ def _read_json(path: Path) -> dict:
 def _source_kind(src: Path) -> str:
     if not src.is_dir() or not (src / "model_index.json").is_file():
         raise ValueError(f"{src} is not a diffusers pipeline directory (no model_index.json)")
-    if all((src / p / "model.onnx").is_file() for p in PARTS):
+    parts = convert_sdxl.ONNX_PARTS if (src / "text_encoder_2").is_dir() else PARTS
+    if all((src / p / "model.onnx").is_file() for p in parts):
         return "onnx"
     missing = [p for p in ("unet", "vae", "text_encoder") if not (src / p / "config.json").is_file()]
     if missing:
-        onnx_missing = [p for p in PARTS if not (src / p / "model.onnx").is_file()]
+        onnx_missing = [p for p in parts if not (src / p / "model.onnx").is_file()]
         raise ValueError(f"{src} is neither a diffusers directory (missing {', '.join(m + '/config.json' for m in missing)}) "
                          f"nor a directory of ONNX exports (missing {', '.join(p + '/model.onnx' for p in onnx_missing)})")
     for p in ("tokenizer", "scheduler"):
@@ -56,11 +59,46 @@ def guess_family(index: dict, unet_cfg: dict, sched_cfg: dict, context_dim: int)
     name = str(index.get("_name_or_path", "")).lower()
     if "turbo" in name:
         return "sd-turbo"
-    if index.get("_class_name", "").startswith("StableDiffusionXL"):
-        raise ValueError("SDXL pipelines are not supported yet")
+    if "StableDiffusionXL" in str(index.get("_class_name", "")) or unet_cfg.get("addition_embed_type") == "text_time":
+        return convert_sdxl.guess_sdxl_family(index, sched_cfg)
     if context_dim == 1024:
         return "sd-turbo" if sched_cfg.get("timestep_spacing") == "trailing" else "sd2"
     return "sd1"
+
+
+def _vae_calibration(part: str, shapes: dict, vae_cfg: dict):
+    """Sample inputs on which the VAE's float16-stored activations are measured (fp16_range.py): latents as the
+    sampler ends with them (unit variance, unscaled by the VAE's factor), images in [-1, 1]."""
+    import numpy as np
+    if part not in ("vae_decoder", "vae_encoder"):
+        return None
+    name, shape = next(iter(shapes.items()))
+    feeds = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        if part == "vae_decoder":
+            x = rng.standard_normal(shape) / vae_cfg.get("scaling_factor", 0.18215) + (vae_cfg.get("shift_factor") or 0)
+        else:
+            x = rng.uniform(-1, 1, shape)
+        feeds.append({name: x.astype(np.float32)})
+    return feeds
+
+
+def _copy_configs(src: Path, onnx_dir: Path) -> None:
+    """Each exported part gets its diffusers config.json, as in optimum's layout (the VAE's scaling factor, the
+    UNet's sample size), so converting the exports later reads the same settings."""
+    for part in [p.name for p in onnx_dir.iterdir() if (p / "model.onnx").is_file()]:
+        config = src / ("vae" if part.startswith("vae_") else "unet" if part.startswith("unet") else part) / "config.json"
+        if config.is_file():
+            shutil.copy(config, onnx_dir / part / "config.json")
+
+
+def _onnx_outputs(onnx_path: Path) -> dict:
+    """name -> shape list (None for dynamic dims) of an ONNX file's outputs, without loading the weights."""
+    import onnx
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {o.name: [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+            for o in model.graph.output}
 
 
 def _onnx_inputs(onnx_path: Path) -> dict:
@@ -99,6 +137,15 @@ def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
     plan = {"text_encoder": (onnx_dir / "text_encoder" / "model.onnx", {"input_ids": _fixed(ids, (1, seq), "input_ids")}),
             "vae_decoder": (onnx_dir / "vae_decoder" / "model.onnx", {"latent_sample": (1, latent_c, h, w)}),
             "vae_encoder": (onnx_dir / "vae_encoder" / "model.onnx", {"sample": (1, 3, height, width)})}
+    sdxl = (onnx_dir / "text_encoder_2" / "model.onnx").is_file()
+    outputs = {}   # part -> the outputs to keep (SDXL text encoders: the hidden state the pipeline reads)
+    if sdxl:
+        ids2 = _onnx_inputs(onnx_dir / "text_encoder_2" / "model.onnx")["input_ids"]
+        plan["text_encoder_2"] = (onnx_dir / "text_encoder_2" / "model.onnx",
+                                  {"input_ids": _fixed(ids2, (1, seq), "text_encoder_2 input_ids")})
+        for part in convert_sdxl.TEXT_ENCODERS:
+            outputs[part] = convert_sdxl.text_encoder_outputs(list(_onnx_outputs(plan[part][0])), part)
+        pooled = _onnx_outputs(plan["text_encoder_2"][0])["text_embeds"][-1] or 1280
     batches = {}
     for name in unet_dirs:
         shapes = _onnx_inputs(onnx_dir / name / "model.onnx")
@@ -109,9 +156,13 @@ def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
                        "timestep": tuple(d or 1 for d in t),
                        "encoder_hidden_states": _fixed(shapes["encoder_hidden_states"], (batch, seq, context),
                                                        f"{name} encoder_hidden_states")})
+        if sdxl:
+            plan[name][1].update(convert_sdxl.unet_extra_shapes(shapes, batch, unet_cfg, pooled))
         batches[batch] = name
     sizes = dict(height=height, width=width, latent_channels=latent_c, latent_height=h, latent_width=w,
                  vae_scale_factor=factor, max_length=seq, context_dim=context)
+    if sdxl:
+        sizes["sdxl"] = dict(outputs=outputs, pooled_dim=pooled, time_ids=plan["unet"][1]["time_ids"][1])
     return plan, batches, sizes
 
 
@@ -137,38 +188,48 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
         raise ValueError(f"{src / 'scheduler' / 'scheduler_config.json'} is missing")
     if family is None:
         family = guess_family(index, unet_cfg, sched_cfg, unet_cfg.get("cross_attention_dim", 0))
-    if family not in ("sd1", "sd2", "sd-turbo"):
-        raise ValueError(f"unknown model family {family!r}; use sd1, sd2 or sd-turbo")
+    if family not in ("sd1", "sd2", "sd-turbo", *convert_sdxl.FAMILIES):
+        raise ValueError(f"unknown model family {family!r}; use sd1, sd2, sd-turbo, sdxl or sdxl-turbo")
+    sdxl = family in convert_sdxl.FAMILIES
+    if sdxl and kind == "diffusers":
+        convert_sdxl.check_diffusers_dir(src)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         onnx_dir = src
         if kind == "diffusers":
+            from .export_sdxl import export_sdxl_parts
             from .export_torch import export_parts
             if height is None or width is None:
                 size = unet_cfg.get("sample_size", 64) * 2 ** (len(vae_cfg.get("block_out_channels", [0] * 4)) - 1)
                 height, width = height or size, width or size
-            batches = tuple(unet_batches or ((1,) if family == "sd-turbo" else (2,)))
+            batches = tuple(unet_batches or ((1,) if family in ("sd-turbo", "sdxl-turbo") else (2,)))
             onnx_dir = (tmp if onnx_only else tmp / "onnx")
-            export_parts(src, onnx_dir, height, width, batches, progress=log)
+            (export_sdxl_parts if sdxl else export_parts)(src, onnx_dir, height, width, batches, progress=log)
+            _copy_configs(src, onnx_dir)
         plan, batches, sizes = _plan(onnx_dir, height, width, unet_cfg, vae_cfg)
+        sdxl_sizes = sizes.pop("sdxl", None)
         if not onnx_only:
             from ..converter import convert
             for name, (path, shapes) in plan.items():
                 log(f"converting {name}")
-                convert(path, tmp / name, weights=weights, input_shapes=shapes, progress=log)
+                keep = sdxl_sizes["outputs"].get(name) if sdxl_sizes else None
+                convert(path, tmp / name, weights=weights, input_shapes=shapes, progress=log,
+                        outputs=list(keep.values()) if keep else None,
+                        calibration=_vae_calibration(name, shapes, vae_cfg))
             if kind == "diffusers":
                 shutil.rmtree(tmp / "onnx")
         elif kind == "onnx":
             for name, (path, _) in plan.items():
                 shutil.copytree(path.parent, tmp / name)
 
-        (tmp / "tokenizer").mkdir()
-        write_vocab_files(src / "tokenizer", tmp / "tokenizer")
-        for name in TOKENIZER_FILES:
-            if (src / "tokenizer" / name).is_file():
-                shutil.copy(src / "tokenizer" / name, tmp / "tokenizer" / name)
+        for tokenizer in ("tokenizer", "tokenizer_2") if sdxl else ("tokenizer",):
+            (tmp / tokenizer).mkdir()
+            write_vocab_files(src / tokenizer, tmp / tokenizer)
+            for name in TOKENIZER_FILES:
+                if (src / tokenizer / name).is_file():
+                    shutil.copy(src / tokenizer / name, tmp / tokenizer / name)
         (tmp / "scheduler").mkdir()
         (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched_cfg, indent=2))
         manifest = {
@@ -181,6 +242,11 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
             "unet_batches": {str(b): name for b, name in sorted(batches.items())},
             "weights": weights, "engine": "onnx" if onnx_only else "onnxstream", **sizes,
         }
+        if sdxl:
+            if not sdxl_sizes:
+                raise ValueError(f"family {family} needs text_encoder_2/model.onnx in {onnx_dir}")
+            manifest.update(convert_sdxl.manifest_entries(index, sdxl_sizes["outputs"], sdxl_sizes["time_ids"],
+                                                          sdxl_sizes["pooled_dim"]))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         shutil.copy(src / "model_index.json", tmp / "model_index.json")
         if out_dir.exists():

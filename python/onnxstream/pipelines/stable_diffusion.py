@@ -30,9 +30,11 @@ from ..tokenizer import CLIPTokenizer
 from .images import load_image
 from .latents_file import load_latents
 from .latents_file import save_latents as save_latents_file
+from .sdxl_conditioning import SDXLConditioning, micro_conditioning
 
 NOISY_SAMPLERS = ("euler_a", "lcm")  # draw fresh noise at every step
-FAMILY_DEFAULTS = {"sd1": (20, 7.5), "sd2": (20, 7.5), "sd-turbo": (1, 0.0)}  # steps, guidance
+FAMILY_DEFAULTS = {"sd1": (20, 7.5), "sd2": (20, 7.5), "sd-turbo": (1, 0.0),  # steps, guidance
+                   "sdxl": (20, 5.0), "sdxl-turbo": (1, 0.0)}
 
 
 class PortableRNG:
@@ -120,13 +122,17 @@ class StableDiffusion:
                              f"make one with: onnxstream convert DIFFUSERS_DIR {self.model_dir}")
         self.manifest = json.loads(manifest.read_text())
         self.threads = threads
-        for part in ["text_encoder", "vae_decoder", *self.manifest["unet_batches"].values()]:
+        # SDXL: two text encoders, pooled text embeddings and micro-conditioning (sdxl_conditioning.py)
+        self.sdxl = SDXLConditioning(self.model_dir, self.manifest) if "text_encoders" in self.manifest else None
+        encoders, tokenizers = (self.sdxl.parts(), self.sdxl.tokenizer_dirs()) if self.sdxl else (["text_encoder"],
+                                                                                                  ["tokenizer"])
+        for part in [*encoders, "vae_decoder", *self.manifest["unet_batches"].values()]:
             if not (self.model_dir / part).is_dir():
                 raise ValueError(f"the model directory is missing a part: {self.model_dir / part}")
-        for name in ("tokenizer", "scheduler/scheduler_config.json"):
+        for name in (*tokenizers, "scheduler/scheduler_config.json"):
             if not (self.model_dir / name).exists():
                 raise ValueError(f"the model directory is missing {self.model_dir / name}")
-        self.tokenizer = CLIPTokenizer.from_dir(self.model_dir / "tokenizer")
+        self.tokenizer = None if self.sdxl else CLIPTokenizer.from_dir(self.model_dir / "tokenizer")
         self.scheduler_config = json.loads((self.model_dir / "scheduler" / "scheduler_config.json").read_text())
         self.family = self.manifest["family"]
         self.width, self.height = self.manifest["width"], self.manifest["height"]
@@ -142,13 +148,33 @@ class StableDiffusion:
 
     # ------------------------------------------------------------------ the networks
 
-    def encode_prompt(self, text: str) -> np.ndarray:
+    def encode_prompt(self, text: str) -> dict:
+        """One prompt -> the UNet's text inputs: {"encoder_hidden_states": [1, 77, D]} (SDXL: + "text_embeds")."""
+        if self.sdxl:
+            return self.sdxl.encode(text, self.part)
         ids = np.array([self.tokenizer.encode(text)], dtype=np.int64)  # [1, 77]
-        return _first(self.part("text_encoder").run({"input_ids": ids}))  # [1, 77, D]
+        return {"encoder_hidden_states": _first(self.part("text_encoder").run({"input_ids": ids}))}  # [1, 77, D]
 
-    def unet(self, x: np.ndarray, t, context: np.ndarray) -> np.ndarray:
+    def text_conditioning(self, prompt, negative_prompt, num, use_cfg, micro) -> dict:
+        """The UNet's conditioning inputs for the batch [uncond x num, cond x num] (guidance) or [cond x num]."""
+        cond = self.encode_prompt(prompt)
+        if self.sdxl:
+            cond["time_ids"] = self.sdxl.time_ids(micro, negative=False)                 # [1, 6]
+        cond = {k: np.repeat(v, num, axis=0) for k, v in cond.items()}
+        if not use_cfg:
+            return cond
+        if self.sdxl and self.sdxl.zeros_for_empty_negative(negative_prompt):
+            uncond = {k: np.zeros_like(v[:1]) for k, v in cond.items() if k != "time_ids"}
+        else:
+            uncond = self.encode_prompt(negative_prompt or "")
+        if self.sdxl:
+            uncond["time_ids"] = self.sdxl.time_ids(micro, negative=True)
+        return {k: np.concatenate([np.repeat(uncond[k], num, axis=0), v]) for k, v in cond.items()}
+
+    def unet(self, x: np.ndarray, t, cond: dict) -> np.ndarray:
         """UNet on a batch [B, C, h, w] in ONE pass (weights read once), with the converted batch size B, or
-        the smallest larger one (padded with copies: more compute, still one weight read)."""
+        the smallest larger one (padded with copies: more compute, still one weight read). cond: the conditioning
+        inputs by name, [B, ...] each (text_conditioning)."""
         batch = x.shape[0]
         fits = [b for b in self.unet_batches if b >= batch]
         if not fits:
@@ -156,11 +182,12 @@ class StableDiffusion:
         size = min(fits)
         if size > batch:
             pad = [0] * (size - batch)
-            return self.unet(np.concatenate([x, x[pad]]), t, np.concatenate([context, context[pad]]))[:batch]
+            return self.unet(np.concatenate([x, x[pad]]), t,
+                             {k: np.concatenate([v, v[pad]]) for k, v in cond.items()})[:batch]
         part = self.part(self.unet_batches[size])
         timestep = np.array([t], dtype=part.input_dtypes.get("timestep", "float32"))
-        return _first(part.run({"sample": np.ascontiguousarray(x, dtype=np.float32), "timestep": timestep,
-                                "encoder_hidden_states": np.ascontiguousarray(context)}))
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in cond.items()}
+        return _first(part.run({"sample": np.ascontiguousarray(x, dtype=np.float32), "timestep": timestep, **feeds}))
 
     def batch_error(self, batch):
         have = sorted(self.unet_batches)
@@ -208,7 +235,8 @@ class StableDiffusion:
 
     def __call__(self, prompt, negative_prompt=None, steps=None, guidance=None, sampler="euler", seed=None,
                  width=None, height=None, latents=None, init_image=None, strength=0.8, output_type="pil", num=1,
-                 progress=None, generator=None, save_latents=None, resume=None):
+                 progress=None, generator=None, save_latents=None, resume=None, original_size=None,
+                 crops_coords_top_left=(0, 0), target_size=None, aesthetic_score=6.0, negative_aesthetic_score=2.5):
         """Generate `num` images; returns one image (num == 1) or a list, or float32 [num, H, W, 3] for "np".
 
         steps/guidance default to 20/7.5 (1/0.0 for sd-turbo); guidance <= 1 skips the unconditional pass.
@@ -216,13 +244,21 @@ class StableDiffusion:
         added to the encoded image). generator: anything with standard_normal(shape), or a list of `num` such
         (default: PortableRNG(seed + i) for image i, so image i of a batch is the image of a run with seed + i).
         progress(step, total, seconds_per_step) is called after every step. save_latents: file rewritten
-        atomically after every step; resume: such a file to continue from (its parameters win)."""
+        atomically after every step; resume: such a file to continue from (its parameters win).
+        SDXL micro-conditioning (sdxl_conditioning.py): original_size, crops_coords_top_left, target_size as
+        (height, width), default the image size and (0, 0); aesthetic_score / negative_aesthetic_score (refiners)."""
         state = load_latents(resume) if resume else None
         if state is not None:
             p = state["params"]
             prompt, negative_prompt, steps, guidance, sampler = (p["prompt"], p["negative_prompt"], p["steps"],
                                                                   p["guidance"], p["sampler"])
             seed, strength, num = p["seed"], p["strength"], p["num"]
+            if "micro" in p:
+                original_size, crops_coords_top_left, target_size = (p["micro"]["original_size"],
+                                                                     p["micro"]["crops_coords_top_left"],
+                                                                     p["micro"]["target_size"])
+                aesthetic_score, negative_aesthetic_score = (p["micro"]["aesthetic_score"],
+                                                             p["micro"]["negative_aesthetic_score"])
         default_steps, default_guidance = FAMILY_DEFAULTS.get(self.family, (20, 7.5))
         steps = default_steps if steps is None else int(steps)
         guidance = default_guidance if guidance is None else float(guidance)
@@ -241,18 +277,22 @@ class StableDiffusion:
         params = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                       sampler=sampler, seed=seed, width=width, height=height, strength=strength, num=num,
                       img2img=init_image is not None if state is None else state["params"]["img2img"])
+        micro = None
+        if self.sdxl:
+            self.sdxl.check(params["img2img"])
+            micro = params["micro"] = micro_conditioning(height, width, original_size, crops_coords_top_left,
+                                                         target_size, aesthetic_score, negative_aesthetic_score)
         self.last_params = params
 
         # All `num` images step together: one UNet pass per step on [uncond x num, cond x num] (or cond x num).
-        context = np.repeat(self.encode_prompt(prompt), num, axis=0)
-        if use_cfg:
-            uncond = np.repeat(self.encode_prompt(negative_prompt or ""), num, axis=0)
-            context = np.concatenate([uncond, context])
+        cond = self.text_conditioning(prompt, negative_prompt, num, use_cfg, micro)
         sched = make_scheduler(sampler, self.scheduler_config)
         if params["img2img"]:
             timesteps = sched.img2img_timesteps(steps, strength)
         else:
             sched.set_timesteps(steps)
+            if self.sdxl:
+                sched.set_begin_index(0)   # as StableDiffusionXLPipeline (matters where a schedule repeats a step)
             timesteps = sched.timesteps
         shape = (num,) + self.latent_shape[1:]
         if state is not None:
@@ -278,10 +318,10 @@ class StableDiffusion:
             t = timesteps[i]
             x_in = sched.scale_model_input(x, t)
             if use_cfg:
-                eps_uncond, eps_cond = np.split(self.unet(np.concatenate([x_in, x_in]), t, context), 2)
+                eps_uncond, eps_cond = np.split(self.unet(np.concatenate([x_in, x_in]), t, cond), 2)
                 eps = eps_uncond + np.float32(guidance) * (eps_cond - eps_uncond)
             else:
-                eps = self.unet(x_in, t, context)
+                eps = self.unet(x_in, t, cond)
             noise = rng.standard_normal(x.shape) if sampler in NOISY_SAMPLERS else None
             x = sched.step(eps, t, x, noise=noise)
             if save_latents:

@@ -67,6 +67,7 @@ class Session:
                 self._frees[i].append(name)
         self._calls = [self._bind(node) for node in self.graph.nodes]
         self._debug = int(os.environ.get("ONNXSTREAM_DEBUG", "0") or 0)
+        self.observer = None   # observer(node, values) after each node (convert-time calibration: fp16_range.py)
 
     # ------------------------------------------------------------ what the model takes and gives
 
@@ -188,6 +189,8 @@ class Session:
                 del args, result, results, donor, value  # (no stray references: see _donor)
                 if self._debug:
                     _trace(node, values, time.perf_counter() - start, self._debug)
+                if self.observer is not None:
+                    self.observer(node, values)
                 for name in self._frees[i]:
                     values.pop(name, None)
         finally:

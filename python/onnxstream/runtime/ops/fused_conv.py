@@ -270,9 +270,22 @@ def FusedConv(X, W, B=None, norm=None, residual=None, src_W=None, src_B=None, sr
         while r0 < shape[2]:
             r1 = conv.aligned(min(shape[2], r0 + step))
             conv.rows_into(r0, r1, out[:, m0:m1, r0:r1], None if residual is None else residual[:, m0:m1, r0:r1])
+            if dtype == np.float16:
+                _check_range(out[:, m0:m1, r0:r1])
             r0 = r1
         del w, conv, source   # before the next block is read
     return out
+
+
+CALIBRATING = False   # set by fp16_range.py while it measures ranges: kept rows are float32, nothing is checked
+
+
+def _check_range(band: np.ndarray) -> None:
+    """Float16 storage never turns an overflow into inf/NaN silently (fp16_range.py scales what calibration saw)."""
+    if not CALIBRATING and not np.isfinite(band).all():
+        raise FloatingPointError("activations stored as float16 overflowed (|x| > 65504): the input is far outside "
+                                 "what the model was calibrated on; convert it again with calibration inputs like "
+                                 "this one (onnxstream.convert(..., calibration=[feeds]))")
 
 
 def _empty_small_pages(shape, dtype) -> np.ndarray:
@@ -329,8 +342,9 @@ def FusedGroupNormScale(X, scale, bias, src_W=None, src_B=None, src_norm=None, n
             _core.group_norm_stats(band, groups, r0 == 0, shift, sums)
             keeping = keeping and kept + band.size * 2 <= keep_bytes
             if keeping:
-                chunk = np.empty(band.shape, np.float16)
+                chunk = np.empty(band.shape, np.float32 if CALIBRATING else np.float16)
                 _core.conv_band_epilogue(band, None, 1, 0, 0, [0], [0], chunk)
+                _check_range(chunk)
                 head.append((r0, r1, chunk))
                 kept += chunk.nbytes
             r0 = r1
