@@ -1,6 +1,7 @@
 """The C++ kernel tests (tests/kernels/test_*.cc: GEMM and softmax microkernels against float64 references, core
 ops), natively and, for the microkernels, under qemu-user when cross compilers are installed; and _core.matmul
 against a float64 numpy reference on every dispatch path (ONNXSTREAM_ISA)."""
+import importlib
 import os
 import shutil
 import subprocess
@@ -24,18 +25,35 @@ def run_binary(cmd):
 KERNEL_TESTS = sorted(p.stem for p in (ROOT / "tests" / "kernels").glob("test_*.cc"))
 
 
+def build_tool(name: str) -> str:
+    """cmake or ninja from its PyPI package (in the test extra), so every machine builds the kernel tests the same
+    way whether or not the venv's bin is on PATH; else the one on PATH."""
+    try:
+        module = importlib.import_module(name)
+        path = Path(module.CMAKE_BIN_DIR if name == "cmake" else module.BIN_DIR) / name
+        if path.is_file():
+            return str(path)
+    except (ImportError, AttributeError):
+        pass
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: pip install '.[test]' installs it")
+    return found
+
+
 @pytest.fixture(scope="module")
 def native_tests(tmp_path_factory):
     """Every tests/kernels/test_*.cc, built by CMake (-DONNXSTREAM_BUILD_TESTS=ON) into a fresh directory."""
-    if not shutil.which("cmake") or not shutil.which("ninja"):
-        pytest.skip("needs cmake and ninja to build the kernel tests")
     import pybind11
 
+    cmake, ninja = build_tool("cmake"), build_tool("ninja")
     build = tmp_path_factory.mktemp("kernel-tests")
-    subprocess.run(["cmake", "-S", ROOT, "-B", build, "-G", "Ninja", "-DONNXSTREAM_BUILD_TESTS=ON",
-                    "-DSKBUILD_PROJECT_NAME=onnxstream", "-DSKBUILD_PROJECT_VERSION=0.1.0",
-                    f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"], check=True, capture_output=True)
-    subprocess.run(["ninja", "-C", build, *KERNEL_TESTS], check=True, capture_output=True)
+    for cmd in ([cmake, "-S", ROOT, "-B", build, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
+                 "-DONNXSTREAM_BUILD_TESTS=ON", "-DSKBUILD_PROJECT_NAME=onnxstream", "-DSKBUILD_PROJECT_VERSION=0.1.0",
+                 f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"],
+                [ninja, "-C", build, *KERNEL_TESTS]):
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        assert out.returncode == 0, f"{cmd[0]} failed:\n{out.stdout[-4000:]}{out.stderr[-4000:]}"
     return build
 
 
