@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return _fail("interrupted")
-    except (ValueError, OSError, KeyError, NotImplementedError, IndexError) as e:
+    except (ValueError, OSError, KeyError, NotImplementedError, IndexError, MemoryError) as e:
         if os.environ.get("ONNXSTREAM_TRACEBACK"):
             raise
         return _fail(str(e))
