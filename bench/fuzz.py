@@ -42,16 +42,9 @@ UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
 # ---------------------------------------------------------------- the sanitized build
 
 def _tool(name: str) -> str:
-    """cmake / ninja from their PyPI packages (the test extra), else PATH."""
-    try:
-        import importlib
-        module = importlib.import_module(name)
-        path = Path(module.CMAKE_BIN_DIR if name == "cmake" else module.BIN_DIR) / name
-        if path.is_file():
-            return str(path)
-    except (ImportError, AttributeError):
-        pass
-    return shutil.which(name) or sys.exit(f"{name} not found: pip install {name}")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import build_tools
+    return build_tools.find(name) or sys.exit(f"{name} not found: pip install {name}")
 
 
 def build() -> None:
@@ -96,7 +89,7 @@ def run(target: str, seconds: int, timeout: int, rss_mb: int) -> int:
     child = subprocess.run(args, env=sanitizer_env(), cwd=WORK, capture_output=True, text=True)
     stats = {k: v for k, v in (line.split(":", 1) for line in child.stderr.splitlines()
                                if line.startswith("stat::")) }
-    refusals = next((line for line in child.stdout.splitlines() if line.startswith("refusals ")), "")
+    refusals = ([line for line in child.stdout.splitlines() if line.startswith("outcomes ")] or [""])[-1]
     print(f"{target}: {stats.get('stat::number_of_executed_units', '?').strip()} executions in "
           f"{time.time() - start:.0f} s, exit {child.returncode} "
           f"({'no crash' if child.returncode == 0 else 'CRASH: see ' + str(WORK)}); {refusals}")
@@ -237,7 +230,7 @@ def child(target: str, libfuzzer_args: list) -> None:
         try:
             session = onnxstream.Session(scratch, threads=2)
             session.run(_feeds(doc, kind, small_models, np))
-            refusals["none"] += 1
+            refusals["ran"] += 1
         except Exception as e:  # a refusal: what a crafted directory should get
             refusals[type(e).__name__] += 1
 
@@ -284,16 +277,18 @@ def child(target: str, libfuzzer_args: list) -> None:
             out = onnxstream.convert(scratch / "m.onnx", scratch / "out", weights=small_models.WEIGHTS[kind])
             onnxstream.Session(out, threads=2).run(_feeds(json.loads((out / "graph.json").read_text()), kind,
                                                          small_models, np))
-            refusals["none"] += 1
+            refusals["ran"] += 1
         except Exception as e:
             refusals[type(e).__name__] += 1
 
-    def report():
-        print("refusals " + ", ".join(f"{k} {v}" for k, v in refusals.most_common()), flush=True)
+    one = one_model if target == "model" else one_onnx
 
-    import atexit
-    atexit.register(report)
-    atheris.Setup([sys.argv[0], *libfuzzer_args], one_model if target == "model" else one_onnx)
+    def counted(data: bytes):  # libFuzzer leaves without Python's atexit: the counts are printed as they go
+        one(data)
+        if sum(refusals.values()) % 200 == 0:
+            print("outcomes " + ", ".join(f"{k} {v}" for k, v in refusals.most_common()), flush=True)
+
+    atheris.Setup([sys.argv[0], *libfuzzer_args], counted)
     atheris.Fuzz()
 
 

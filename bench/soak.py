@@ -50,7 +50,7 @@ def soak(model_dir: str, feeds_path: str, runs: int) -> dict:
 
 def prepare(work: Path, which: str) -> tuple[Path, Path]:
     import numpy as np
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
     if which == "small":
         import small_models
         model = small_models.convert("attention", work / "small")

@@ -1,7 +1,6 @@
 """The C++ kernel tests (tests/kernels/test_*.cc: GEMM and softmax microkernels against float64 references, core
 ops), natively and, for the microkernels, under qemu-user when cross compilers are installed; and _core.matmul
 against a float64 numpy reference on every dispatch path (ONNXSTREAM_ISA)."""
-import importlib
 import os
 import shutil
 import subprocess
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import build_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "cpp" / "kernels"
@@ -26,19 +27,7 @@ KERNEL_TESTS = sorted(p.stem for p in (ROOT / "tests" / "kernels").glob("test_*.
 
 
 def build_tool(name: str) -> str:
-    """cmake or ninja from its PyPI package (in the test extra), so every machine builds the kernel tests the same
-    way whether or not the venv's bin is on PATH; else the one on PATH."""
-    try:
-        module = importlib.import_module(name)
-        path = Path(module.CMAKE_BIN_DIR if name == "cmake" else module.BIN_DIR) / name
-        if path.is_file():
-            return str(path)
-    except (ImportError, AttributeError):
-        pass
-    found = shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} not found: pip install '.[test]' installs it")
-    return found
+    return build_tools.find(name) or pytest.fail(f"{name} not found: pip install '.[test]' installs it")
 
 
 @pytest.fixture(scope="module")
