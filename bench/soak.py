@@ -5,7 +5,8 @@ must stay flat (no leak per run). A fresh process per model.
     python bench/soak.py --small 5000 --medium 50
 
 small: tests/small_models.py's attention block (int8 packed weights, fused attention, row-tiled feed-forward);
-medium: the tiny SD1.5-architecture UNet of tests/modelzoo.py (fp16 weights, every SD op). Reported: VmRSS, open
+medium: the full-size SD1.5 CLIP text encoder of tests/modelzoo.py (random weights, 235 MB as fp16, streamed;
+its token table read row by row). Reported: VmRSS, open
 fds and threads after the first run (warm: thread pool, caches) and at the end, with the largest value seen.
 """
 from __future__ import annotations
@@ -58,9 +59,9 @@ def prepare(work: Path, which: str) -> tuple[Path, Path]:
     else:
         import modelzoo
         import onnxstream
-        onnx_path = modelzoo.export("tiny_unet", "legacy")
+        onnx_path = modelzoo.export("sd15_text_encoder", "dynamo")
         model = onnxstream.convert(onnx_path, work / "medium", weights="fp16")
-        feeds = modelzoo.inputs("tiny_unet")
+        feeds = modelzoo.inputs("sd15_text_encoder")
     np.savez(work / f"{which}.npz", **feeds)
     return model, work / f"{which}.npz"
 
