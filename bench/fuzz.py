@@ -10,8 +10,8 @@ atheris (libFuzzer for Python, from PyPI) drives it: its byte strings steer a st
 that edits the seeds, the small models of tests/small_models.py converted once (every field kind: packed,
 column-blocked, row-table and int8 weights, fused ops and their structured attributes), so most inputs get past
 the JSON and protobuf parsers into the checks, the ops and the kernels. Python coverage (format_check, the
-runtime, the converter) guides it; the C++ is GCC-built (no libFuzzer coverage there) with ASan + UBSan aborting
-on the first error, preloaded into this Python. A Python exception is a refusal (counted by type); a crash is an
+runtime, the converter) guides it on the release core; then every input of the corpus it grew is run again on
+the C++ core built by GCC with ASan + UBSan aborting on the first error (libasan preloaded into Python). A Python exception is a refusal (counted by type); a crash is an
 ASan/UBSan report, a signal, a run over --timeout seconds or over the RSS limit: libFuzzer stops, writes the input
 as crash-*/timeout-* in the work dir, and the exit code is non-zero. Printed: executions and refusals per type.
 """
@@ -22,6 +22,7 @@ import base64
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,32 +71,45 @@ def build() -> None:
 
 
 def sanitizer_env() -> dict:
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    return {**os.environ, "LD_PRELOAD": libasan, "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS,
-            "PYTHONPATH": os.pathsep.join([str(PACKAGE), str(ROOT / "tests")]), "ONNXSTREAM_FUZZ_CHILD": "1",
-            "OMP_NUM_THREADS": "1"}
+    """GCC's libasan preloaded (it must come first), and libstdc++, or ASan's __cxa_throw interceptor finds no real
+    one (python links no C++)."""
+    libs = [subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+            for lib in ("libasan.so", "libstdc++.so")]
+    return {**os.environ, "LD_PRELOAD": ":".join(libs), "ASAN_OPTIONS": ASAN_OPTIONS, "UBSAN_OPTIONS": UBSAN_OPTIONS,
+            "PYTHONPATH": os.pathsep.join([str(PACKAGE), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
+
+
+def plain_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT / "tests")])}
+
+
+def _libfuzzer(target, env, flags, label):
+    corpus = WORK / f"corpus-{target}"
+    corpus.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    child = subprocess.run([sys.executable, __file__, "child", target, str(corpus), *flags, "-print_final_stats=1",
+                            "-max_len=4096", f"-artifact_prefix={WORK}/{target}-"], env=env, cwd=WORK,
+                           capture_output=True, text=True)
+    stats = dict(re.findall(r"^stat::(\w+):\s*(\d+)", child.stderr, re.M))
+    outcomes = ([line for line in child.stdout.splitlines() if line.startswith("outcomes ")] or [""])[-1]
+    print(f"{target} {label}: {stats.get('number_of_executed_units', '?')} executions in {time.time() - start:.0f} s, "
+          f"corpus {len(list(corpus.iterdir()))}, exit {child.returncode} "
+          f"({'no crash' if child.returncode == 0 else 'CRASH: see ' + str(WORK)}); {outcomes}", flush=True)
+    if child.returncode:
+        print(child.stderr[-8000:], file=sys.stderr)
+    return child.returncode
 
 
 def run(target: str, seconds: int, timeout: int, rss_mb: int) -> int:
-    """libFuzzer in a child process with the sanitizers preloaded; returns its exit code."""
+    """Coverage-guided fuzzing for `seconds` on the release core, then every input of the corpus it grew (the
+    inputs that reached new code) and every earlier one again on the sanitized core. (atheris's Python coverage
+    reaches libFuzzer through the __sanitizer_cov_* hooks, which a preloaded GCC libasan shadows with stubs: in one
+    process, sanitizers and coverage guidance exclude each other.)"""
     if not (PACKAGE / "onnxstream").is_dir():
         build()
-    corpus = WORK / f"corpus-{target}"
-    corpus.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, __file__, "child", target, str(corpus), f"-max_total_time={seconds}",
-            f"-timeout={timeout}", f"-rss_limit_mb={rss_mb}", "-print_final_stats=1", "-max_len=4096",
-            f"-artifact_prefix={WORK}/{target}-"]
-    start = time.time()
-    child = subprocess.run(args, env=sanitizer_env(), cwd=WORK, capture_output=True, text=True)
-    stats = {k: v for k, v in (line.split(":", 1) for line in child.stderr.splitlines()
-                               if line.startswith("stat::")) }
-    refusals = ([line for line in child.stdout.splitlines() if line.startswith("outcomes ")] or [""])[-1]
-    print(f"{target}: {stats.get('stat::number_of_executed_units', '?').strip()} executions in "
-          f"{time.time() - start:.0f} s, exit {child.returncode} "
-          f"({'no crash' if child.returncode == 0 else 'CRASH: see ' + str(WORK)}); {refusals}")
-    if child.returncode:
-        print(child.stderr[-6000:], file=sys.stderr)
-    return child.returncode
+    limits = [f"-timeout={timeout}", f"-rss_limit_mb={rss_mb}"]
+    code = _libfuzzer(target, plain_env(), [f"-max_total_time={seconds}", *limits], "coverage-guided")
+    return code or _libfuzzer(target, sanitizer_env(), ["-runs=0", *limits], "corpus under ASan+UBSan")
 
 
 # ---------------------------------------------------------------- the fuzzer process (sanitizers loaded)
@@ -185,16 +199,42 @@ def _feeds(doc, kind, small_models, np):
         return small_models.feeds(kind)
 
 
+def mutate_onnx(model, fdp, values, ops):
+    import onnx
+    for _ in range(fdp.ConsumeIntInRange(1, 4)):
+        how = fdp.ConsumeIntInRange(0, 5)
+        n = model.graph.node[fdp.ConsumeIntInRange(0, len(model.graph.node) - 1)]
+        if how == 0 and n.attribute:
+            a = n.attribute[fdp.ConsumeIntInRange(0, len(n.attribute) - 1)]
+            if a.ints:
+                a.ints[fdp.ConsumeIntInRange(0, len(a.ints) - 1)] = fdp.ConsumeIntInRange(-2 ** 40, 2 ** 40)
+            elif a.type == onnx.AttributeProto.INT:
+                a.i = INTERESTING[fdp.ConsumeIntInRange(0, 21)]
+            else:
+                a.f = fdp.ConsumeFloat()
+        elif how == 1:
+            n.op_type = ops[fdp.ConsumeIntInRange(0, len(ops) - 1)]
+        elif how == 2 and n.input:
+            n.input[fdp.ConsumeIntInRange(0, len(n.input) - 1)] = values[fdp.ConsumeIntInRange(0, len(values) - 1)]
+        elif how == 3:
+            t = model.graph.initializer[fdp.ConsumeIntInRange(0, len(model.graph.initializer) - 1)]
+            if t.dims:
+                t.dims[fdp.ConsumeIntInRange(0, len(t.dims) - 1)] = INTERESTING[fdp.ConsumeIntInRange(0, 21)]
+        elif how == 4:
+            dims = model.graph.input[0].type.tensor_type.shape.dim
+            dims[fdp.ConsumeIntInRange(0, len(dims) - 1)].dim_value = fdp.ConsumeIntInRange(0, 70)
+        else:
+            model.opset_import[0].version = fdp.ConsumeIntInRange(10, 24)
+
+
 def child(target: str, libfuzzer_args: list) -> None:
     import atheris
-    with atheris.instrument_imports():
-        import numpy as np
+    import numpy as np
+    import onnx
+    with atheris.instrument_imports():  # coverage of onnxstream's Python (numpy and onnx imported before: not)
         import onnxstream
         import small_models
-        from onnxstream import format_check  # noqa: F401  (instrumented)
-        if target == "onnx":
-            import onnx
-            from onnxstream import converter  # noqa: F401
+        from onnxstream import converter, format_check  # noqa: F401
     seeds = WORK / "seeds"
     if not (seeds / "done").exists():
         tmp = WORK / f"seeds.tmp-{os.getpid()}"
@@ -218,14 +258,19 @@ def child(target: str, libfuzzer_args: list) -> None:
         kind = kinds[fdp.ConsumeIntInRange(0, len(kinds) - 1)]
         doc = json.loads(json.dumps(docs[kind]))
         blob = bytearray(weights[kind])
-        for _ in range(fdp.ConsumeIntInRange(1, 4)):
-            if fdp.ConsumeIntInRange(0, 4) == 0:
-                _mutate_weights(blob, fdp)
-            else:
-                _mutate_doc(doc, fdp, strings)
+        try:
+            for _ in range(fdp.ConsumeIntInRange(1, 4)):
+                if fdp.ConsumeIntInRange(0, 4) == 0:
+                    _mutate_weights(blob, fdp)
+                else:
+                    _mutate_doc(doc, fdp, strings)
+            text = json.dumps(doc)
+        except (KeyError, IndexError, TypeError, ValueError):  # the mutator's own dead ends: not an input
+            refusals["unmutable"] += 1
+            return
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
-        (scratch / "graph.json").write_text(json.dumps(doc))
+        (scratch / "graph.json").write_text(text)
         (scratch / "weights.bin").write_bytes(bytes(blob))
         try:
             session = onnxstream.Session(scratch, threads=2)
@@ -241,30 +286,11 @@ def child(target: str, libfuzzer_args: list) -> None:
         values = [i.name for i in model.graph.input] + [o for n in model.graph.node for o in n.output] + \
                  [t.name for t in model.graph.initializer]
         ops = sorted(onnxstream.runtime.ops.OPS)
-        for _ in range(fdp.ConsumeIntInRange(1, 4)):
-            how = fdp.ConsumeIntInRange(0, 5)
-            n = model.graph.node[fdp.ConsumeIntInRange(0, len(model.graph.node) - 1)]
-            if how == 0 and n.attribute:
-                a = n.attribute[fdp.ConsumeIntInRange(0, len(n.attribute) - 1)]
-                if a.ints:
-                    a.ints[fdp.ConsumeIntInRange(0, len(a.ints) - 1)] = fdp.ConsumeIntInRange(-2 ** 40, 2 ** 40)
-                elif a.type == onnx.AttributeProto.INT:
-                    a.i = INTERESTING[fdp.ConsumeIntInRange(0, 21)]
-                else:
-                    a.f = fdp.ConsumeFloat()
-            elif how == 1:
-                n.op_type = ops[fdp.ConsumeIntInRange(0, len(ops) - 1)]
-            elif how == 2 and n.input:
-                n.input[fdp.ConsumeIntInRange(0, len(n.input) - 1)] = values[fdp.ConsumeIntInRange(0, len(values) - 1)]
-            elif how == 3:
-                t = model.graph.initializer[fdp.ConsumeIntInRange(0, len(model.graph.initializer) - 1)]
-                if t.dims:
-                    t.dims[fdp.ConsumeIntInRange(0, len(t.dims) - 1)] = INTERESTING[fdp.ConsumeIntInRange(0, 21)]
-            elif how == 4:
-                dims = model.graph.input[0].type.tensor_type.shape.dim
-                dims[fdp.ConsumeIntInRange(0, len(dims) - 1)].dim_value = fdp.ConsumeIntInRange(0, 70)
-            else:
-                model.opset_import[0].version = fdp.ConsumeIntInRange(10, 24)
+        try:
+            mutate_onnx(model, fdp, values, ops)
+        except (ValueError, TypeError, IndexError, OverflowError):  # a value protobuf cannot hold: not an input
+            refusals["unmutable"] += 1
+            return
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
         try:
