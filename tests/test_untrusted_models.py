@@ -209,3 +209,17 @@ def test_pool_work_is_bounded_by_the_input_not_the_kernel():
     with pytest.raises(ValueError, match="below 2\\^31"):
         _core.pool("max", np.zeros((1, 1, 1, 4, 4), np.float32), [1, 1, 1 << 40], [1, 1, 1], [0, 0, 0], [0, 0, 0],
                    [1, 1, 1], False, 2.0, np.empty((1, 1, 1, 4, 4), np.float32), None)
+
+
+def test_converter_refuses_a_graph_the_runtime_would(tmp_path):
+    """A malformed ONNX model (here a cycle: the first node reads the last one's output) is refused at convert
+    time by the same check, and nothing is written."""
+    from onnxstream.converter import ConversionError
+    model = small_models.build_onnx("mlp")
+    model.graph.node[0].input[0] = model.graph.node[-1].output[0]
+    path = tmp_path / "cycle.onnx"
+    import onnx
+    onnx.save(model, str(path))
+    with pytest.raises(ConversionError, match=r"the model is malformed: graph.json: nodes\[0\] .* is read before"):
+        onnxstream.convert(path, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cycle.onnx"]

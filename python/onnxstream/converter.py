@@ -19,7 +19,8 @@ from .runtime.ops.common import contiguous
 from . import _core, packing
 from .fusion import fuse_attention, fuse_gelu, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .fusion_conv import fuse_convs
-from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
+from .graph import (ALIGN, WEIGHTS_FILE, Graph, ModelFormatError, Node, ValueInfo, Weight, load_graph, save_graph,
+                    weights_header)
 from .runtime.ops import OPS, op_kwargs
 
 MIN_OPSET = 13
@@ -451,6 +452,10 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
             f.flush()
             os.fsync(f.fileno())
         save_graph(graph, tmp)
+        try:  # the runtime's format check: a malformed ONNX graph (a cycle, negative pads) fails here, not later
+            load_graph(tmp)
+        except ModelFormatError as e:
+            raise ConversionError(f"the model is malformed: {e}") from None
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
             out_dir.rename(old)
