@@ -80,7 +80,11 @@ def sanitizer_env() -> dict:
 
 
 def plain_env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT / "tests")])}
+    """onnxstream built in place (python/, as for development) when it is there, else the installed one."""
+    paths = [str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    if any((ROOT / "python" / "onnxstream").glob("_core*.so")):
+        paths.insert(0, str(ROOT / "python"))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _libfuzzer(target, env, flags, label):

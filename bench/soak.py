@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_PLACE = any((ROOT / "python" / "onnxstream").glob("_core*.so"))  # built in place (development), else installed
 
 
 def probe() -> tuple[float, int, int]:
@@ -51,7 +52,7 @@ def soak(model_dir: str, feeds_path: str, runs: int) -> dict:
 
 def prepare(work: Path, which: str) -> tuple[Path, Path]:
     import numpy as np
-    sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
+    sys.path[:0] = ([str(ROOT / "python")] if IN_PLACE else []) + [str(ROOT / "tests")]
     if which == "small":
         import small_models
         model = small_models.convert("attention", work / "small")
@@ -75,7 +76,8 @@ def main():
     if args.child:
         print(json.dumps(soak(args.child[0], args.child[1], int(args.child[2]))))
         return
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(([str(ROOT / "python")] if IN_PLACE else []) +
+                                                       [os.environ.get("PYTHONPATH", "")])}
     print("| model | runs | RSS MB warm -> end (max) | open fds warm -> end (max) | threads warm -> end (max) | "
           "RSS every 10% of the runs | same result |")
     print("|---|---|---|---|---|---|---|")

@@ -23,7 +23,7 @@ from reference import onnxruntime_outputs
 from test_pipeline import diffusers_dir, engine_model, onnx_model  # noqa: F401  (fixtures: the tiny pipeline)
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])}
+ENV = dict(os.environ)  # subprocesses get onnxstream as this process has it: installed, or PYTHONPATH=python
 
 
 def cli(*args):
