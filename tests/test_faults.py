@@ -4,7 +4,6 @@ filesystem, Ctrl-C. Nothing half-written ever appears under a final name, and no
 References: onnxruntime on the same model, and the uninterrupted run of the same command."""
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +17,10 @@ import pytest
 import onnxstream
 import small_models
 from onnxstream.converter import ConversionError
-from onnxstream.graph import GRAPH_FILE, WEIGHTS_FILE, ModelFormatError, load_graph
+from onnxstream.graph import WEIGHTS_FILE, ModelFormatError, load_graph
 from reference import onnxruntime_outputs
 from test_pipeline import diffusers_dir, engine_model, onnx_model  # noqa: F401  (fixtures: the tiny pipeline)
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ)  # subprocesses get onnxstream as this process has it: installed, or PYTHONPATH=python
 
 
@@ -229,7 +227,6 @@ def test_damaged_latents_file_is_a_clear_error(engine_model, tmp_path):  # noqa:
         "empty": b"",
     }
     damaged["bit flip in the latents"][info.header_offset + 30 + len(info.filename) + 200] ^= 0x04
-    from onnxstream.pipelines.latents_file import load_latents, save_latents  # noqa: F401
     for what, data in damaged.items():
         bad = tmp_path / "bad.npz"
         bad.write_bytes(bytes(data))
