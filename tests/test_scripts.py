@@ -159,10 +159,12 @@ def test_build_wheels_stops_when_the_sysroot_fails(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import scikit_build_core, pybind11, wheel, pip"])
     if probe.returncode:
         pytest.skip(f"needs scikit-build-core, pybind11 and wheel in {venv_bin}")
+    dist_before = files_under(ROOT / "dist")
     r = run("build-wheels.sh", ["aarch64"], bin_dir, cache, **env)
     assert r.returncode != 0 and "Couldn't download" in r.stderr
     assert "== aarch64" not in r.stderr  # never reached the compiler
     assert not (cache / "pyheaders").exists()
+    assert files_under(ROOT / "dist") == dist_before  # the last good wheels are still there
 
 
 def test_poisoned_header_cache_is_rebuilt(tmp_path):

@@ -27,6 +27,8 @@ build_wheel() {
   local inc soabi
   inc=$(python_headers "$debarch")
   soabi=cpython-${pyver/./}-$triplet
+  # The previous wheels of this target go only now, once the build can start.
+  rm -f "$repo"/dist/onnxstream-*-"$pytag"-*-"$plat".whl "$repo"/dist/onnxstream-*-"$pytag"-*-"$buildplat".whl
   echo "== $1: $plat, $soabi, $(basename "$toolchain")" >&2
   fresh_build_dir
   # The C++ kernel tests go into the same build dir (not the wheel); test-qemu.sh runs them.
@@ -49,7 +51,5 @@ build_wheel() {
 
 mkdir -p "$repo/dist"
 for t in $targets; do
-  target_vars "$t"
-  rm -f "$repo"/dist/onnxstream-*-"$pytag"-*-"$plat".whl "$repo"/dist/onnxstream-*-"$pytag"-*-"$buildplat".whl
   build_wheel "$t"
 done
