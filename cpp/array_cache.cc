@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unistd.h>
 #include <unordered_map>
 #include <vector>
 
@@ -26,6 +27,13 @@ Cache& cache() {
 
 size_t rounded(size_t size) { return (size + kPage - 1) / kPage * kPage; }
 
+// No array of a run is larger than the machine's memory: a model (an untrusted file) asking for one gets numpy's
+// MemoryError, which names the node, rather than an OOM kill or swapping once the pages are touched.
+size_t max_array_bytes() {
+  static const size_t limit = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+  return limit;
+}
+
 void release_locked(Cache& c) {
   for (auto& entry : c.free_blocks)
     for (void* p : entry.second) std::free(p);
@@ -37,6 +45,7 @@ void release_locked(Cache& c) {
 
 void* array_cache_alloc(size_t size) {
   if (size < kMinCached) return std::malloc(size ? size : 1);
+  if (size > max_array_bytes()) return nullptr;
   const size_t key = rounded(size);
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -61,6 +70,7 @@ void* array_cache_calloc(size_t nelem, size_t elsize) {
 }
 
 void* array_cache_realloc(void* ptr, size_t new_size) {
+  if (new_size > max_array_bytes()) return nullptr;
   // Large blocks are plain malloc blocks of their rounded size, so realloc works on any of them.
   return std::realloc(ptr, new_size < kMinCached ? (new_size ? new_size : 1) : rounded(new_size));
 }

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import build_tools
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "cpp" / "kernels"
 
@@ -24,18 +26,23 @@ def run_binary(cmd):
 KERNEL_TESTS = sorted(p.stem for p in (ROOT / "tests" / "kernels").glob("test_*.cc"))
 
 
+def build_tool(name: str) -> str:
+    return build_tools.find(name) or pytest.fail(f"{name} not found: pip install '.[test]' installs it")
+
+
 @pytest.fixture(scope="module")
 def native_tests(tmp_path_factory):
     """Every tests/kernels/test_*.cc, built by CMake (-DONNXSTREAM_BUILD_TESTS=ON) into a fresh directory."""
-    if not shutil.which("cmake") or not shutil.which("ninja"):
-        pytest.skip("needs cmake and ninja to build the kernel tests")
     import pybind11
 
+    cmake, ninja = build_tool("cmake"), build_tool("ninja")
     build = tmp_path_factory.mktemp("kernel-tests")
-    subprocess.run(["cmake", "-S", ROOT, "-B", build, "-G", "Ninja", "-DONNXSTREAM_BUILD_TESTS=ON",
-                    "-DSKBUILD_PROJECT_NAME=onnxstream", "-DSKBUILD_PROJECT_VERSION=0.1.0",
-                    f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"], check=True, capture_output=True)
-    subprocess.run(["ninja", "-C", build, *KERNEL_TESTS], check=True, capture_output=True)
+    for cmd in ([cmake, "-S", ROOT, "-B", build, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
+                 "-DONNXSTREAM_BUILD_TESTS=ON", "-DSKBUILD_PROJECT_NAME=onnxstream", "-DSKBUILD_PROJECT_VERSION=0.1.0",
+                 f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"],
+                [ninja, "-C", build, *KERNEL_TESTS]):
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        assert out.returncode == 0, f"{cmd[0]} failed:\n{out.stdout[-4000:]}{out.stderr[-4000:]}"
     return build
 
 

@@ -4,20 +4,22 @@
 #   - the compiler from toolchains/TARGET.cmake (zig c++, libc++ linked statically, glibc 2.28 symbols),
 #   - the target's Python headers from Debian bookworm's arm64/armhf packages (toolchains/sysroot.sh),
 #   - the target's extension suffix and wheel platform tag.
-# Needs: python3 with pip, scikit-build-core, pybind11, wheel and ziglang; debootstrap (first run only, as root).
-set -euo pipefail
+# Needs: python3 with pip, scikit-build-core, pybind11, wheel and ziglang; cmake and ninja; debootstrap (first
+# run only, as root). All are checked before anything is written; the first missing ones are listed at once.
 source "$(dirname "${BASH_SOURCE[0]}")/targets.sh"
+targets=$(expand_targets "$@")
+for t in $targets; do target_vars "$t"; done  # unknown names fail here
+need_python
+need_build_tools $targets
+check_prerequisites
+python_version
 [ "$pyver" = 3.11 ] || echo "warning: building for CPython $pyver; Debian bookworm/Raspberry Pi OS ship 3.11" >&2
 
-python_headers() {  # $1 = debarch: Python.h dir with the target's own pyconfig.h (Debian keeps it per triplet)
-  local sysroot dst=$cache/pyheaders/$1/python$pyver
-  sysroot=$("$repo/toolchains/sysroot.sh" "$1")
-  if [ ! -e "$dst/pyconfig.h" ]; then
-    rm -rf "$dst" && mkdir -p "$(dirname "$dst")"
-    cp -r "$sysroot/usr/include/python$pyver" "$dst"
-    cp "$sysroot/usr/include/$triplet/python$pyver/pyconfig.h" "$dst/pyconfig.h"
-  fi
-  echo "$dst"
+# A build dir whose last build did not finish may hold a CMake cache from a failed configure: configure afresh
+# (ninja still reuses every object it finished). .complete is written after a wheel was built.
+fresh_build_dir() {
+  if [ -d "$builddir" ] && [ ! -e "$builddir/.complete" ]; then rm -f "$builddir/CMakeCache.txt"; fi
+  rm -f "$builddir/.complete"
 }
 
 build_wheel() {
@@ -25,7 +27,10 @@ build_wheel() {
   local inc soabi
   inc=$(python_headers "$debarch")
   soabi=cpython-${pyver/./}-$triplet
+  # The previous wheels of this target go only now, once the build can start.
+  rm -f "$repo"/dist/onnxstream-*-"$pytag"-*-"$plat".whl "$repo"/dist/onnxstream-*-"$pytag"-*-"$buildplat".whl
   echo "== $1: $plat, $soabi, $(basename "$toolchain")" >&2
+  fresh_build_dir
   # The C++ kernel tests go into the same build dir (not the wheel); test-qemu.sh runs them.
   SETUPTOOLS_EXT_SUFFIX=.$soabi.so _PYTHON_HOST_PLATFORM=$buildplat \
   "$PYTHON" -m pip wheel "$repo" --no-build-isolation --no-deps --wheel-dir "$repo/dist" \
@@ -38,12 +43,13 @@ build_wheel() {
     # manylinux: the module links only glibc <= 2.28 (zig's target; test-qemu.sh checks it), so retag.
     "$PYTHON" -m wheel tags --remove --platform-tag "$plat" "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$buildplat".whl >&2
   fi
+  local whl=("$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl)
+  if [ ! -e "${whl[0]}" ]; then echo "error: $1: no $plat wheel in $repo/dist" >&2; exit 1; fi
+  touch "$builddir/.complete"
+  echo "${whl[0]}"
 }
 
 mkdir -p "$repo/dist"
-for t in $(expand_targets "$@"); do
-  target_vars "$t"
-  rm -f "$repo"/dist/onnxstream-*-"$pytag"-*-"$plat".whl "$repo"/dist/onnxstream-*-"$pytag"-*-"$buildplat".whl
+for t in $targets; do
   build_wheel "$t"
-  ls "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl
 done

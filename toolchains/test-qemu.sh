@@ -9,11 +9,31 @@
 #      python3 + numpy for that architecture, running tests/cross/smoke.py: a small model converted on this
 #      machine must give this machine's results within 1e-5. The armv6 wheel runs on the armhf Python under
 #      `-cpu cortex-a7` (Debian's armhf Python is armv7 code; the arm1176 proof is step 1 + 2).
-# SKIP_BUILD=1 tests the wheels already in dist/.
-set -euo pipefail
+# SKIP_BUILD=1 tests the wheels already in dist/. Every prerequisite is checked before anything runs.
 source "$(dirname "${BASH_SOURCE[0]}")/targets.sh"
 start=$SECONDS
 targets=$(expand_targets "$@")
+for t in $targets; do target_vars "$t"; done  # unknown names fail here
+need_python
+if [ -z "${SKIP_BUILD:-}" ]; then need_build_tools $targets; fi
+need_py numpy numpy
+need_py onnx onnx
+need_py pybind11 "'pybind11>=2.12'"
+need_cmd cmake "apt-get install cmake (or pip install cmake)"
+need_cmd ninja "apt-get install ninja-build (or pip install ninja)"
+need_cmd readelf "apt-get install binutils"
+for t in $targets; do
+  target_vars "$t"
+  need_sysroot_tools "$debarch"
+  need_cmd "${qemu%% *}" "apt-get install qemu-user"
+  if [ "$t" = armv6 ]; then
+    need_cmd arm-linux-gnueabihf-objcopy "apt-get install binutils-arm-linux-gnueabihf"
+    need_cmd arm-linux-gnueabihf-objdump "apt-get install binutils-arm-linux-gnueabihf"
+  fi
+done
+check_prerequisites
+python_version
+pybind11_dir=$("$PYTHON" -m pybind11 --cmakedir)
 [ -n "${SKIP_BUILD:-}" ] || "$repo/toolchains/build-wheels.sh" $targets
 summary=()
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -32,12 +52,16 @@ kernel_tests() {  # run every test_* executable in $1 under qemu with sysroot $2
 }
 
 armv6_musl_tests_dir() {  # static musl build of the kernel tests with the armv6 toolchain (same flags and sources)
-  local dir=$repo/build/cross/armv6-musl-tests inc=$cache/pyheaders/armhf/python$pyver
+  local dir=$repo/build/cross/armv6-musl-tests inc python tests
+  inc=$(python_headers armhf)
+  python=$(command -v "$PYTHON")
   cmake -S "$repo" -B "$dir" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DONNXSTREAM_ZIG_LIBC=musl \
     -DONNXSTREAM_BUILD_TESTS=ON -DSKBUILD_PROJECT_NAME=onnxstream -DSKBUILD_PROJECT_VERSION=0.1.0 \
-    -Dpybind11_DIR="$("$PYTHON" -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v "$PYTHON")" \
+    -Dpybind11_DIR="$pybind11_dir" -DPython_EXECUTABLE="$python" \
     -DPython_INCLUDE_DIR="$inc" -DPython_SOABI=cpython-${pyver/./}-$triplet >&2
-  ninja -C "$dir" $(ninja -C "$dir" -t targets all | sed -n 's/^\(test_[A-Za-z0-9_]*\): .*/\1/p') >&2
+  tests=$(ninja -C "$dir" -t targets all | sed -n 's/^\(test_[A-Za-z0-9_]*\): .*/\1/p')
+  [ -n "$tests" ] || fail "no kernel test targets in $dir"
+  ninja -C "$dir" $tests >&2
   echo "$dir"
 }
 
@@ -88,33 +112,50 @@ smoke() {  # install wheel $1 for platform $plat and run the smoke model on the 
     "$repo/tests/cross/smoke.py" check "$smoke_dir" >&2 || fail "smoke test of $t wheel"
 }
 
-smoke_dir=$cache/smoke
 # The reference run on this machine needs the native module next to the sources: build it there if missing.
 if ! PYTHONPATH=$repo/python "$PYTHON" -c "import onnxstream._core" 2>/dev/null; then
   echo "-- building the native module in place for the reference run" >&2
-  cmake -S "$repo" -B "$repo/build" -G Ninja -DONNXSTREAM_INPLACE=ON -DSKBUILD_PROJECT_NAME=onnxstream \
-    -DSKBUILD_PROJECT_VERSION=0.1.0 -Dpybind11_DIR="$("$PYTHON" -m pybind11 --cmakedir)" >&2 &&
-    ninja -C "$repo/build" _core >&2 || fail "building the native module in place"
+  { cmake -S "$repo" -B "$repo/build" -G Ninja -DONNXSTREAM_INPLACE=ON -DSKBUILD_PROJECT_NAME=onnxstream \
+      -DSKBUILD_PROJECT_VERSION=0.1.0 -Dpybind11_DIR="$pybind11_dir" >&2 && ninja -C "$repo/build" _core >&2; } ||
+    fail "building the native module in place"
 fi
-PYTHONPATH=$repo/python "$PYTHON" "$repo/tests/cross/smoke.py" make "$smoke_dir" >&2 ||
+# The smoke model is made afresh every run, in a temp dir renamed into place.
+smoke_dir=$cache/smoke
+mkdir -p "$cache"
+rm -rf "$smoke_dir".tmp.*
+smoke_tmp=$(mktemp -d "$smoke_dir.tmp.XXXXXX")
+PYTHONPATH=$repo/python "$PYTHON" "$repo/tests/cross/smoke.py" make "$smoke_tmp" >&2 ||
   fail "smoke model on the build machine"
+rm -rf "$smoke_dir"
+mv "$smoke_tmp" "$smoke_dir"
 
 for t in $targets; do
   target_vars "$t"
-  whl=$(ls "$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl)
+  wheels=("$repo"/dist/onnxstream-*-"$pytag"-"$pytag"-"$plat".whl)
+  [ -e "${wheels[0]}" ] || fail "$t: no $plat wheel in $repo/dist (run without SKIP_BUILD)"
+  whl=${wheels[0]}
   echo "== $t: $(basename "$whl")" >&2
-  if [ "$t" = armv6 ]; then counts=$(kernel_tests "$(armv6_musl_tests_dir)" "")
-  else counts=$(kernel_tests "$builddir" "$("$repo/toolchains/sysroot.sh" "$debarch")"); fi
+  if [ "$t" = armv6 ]; then
+    tests_dir=$(armv6_musl_tests_dir)
+    sysroot=
+  else
+    tests_dir=$builddir
+    sysroot=$("$repo/toolchains/sysroot.sh" "$debarch")
+  fi
+  counts=$(kernel_tests "$tests_dir" "$sysroot")
   tmp=$(mktemp -d)
   "$PYTHON" -m zipfile -e "$whl" "$tmp"
-  so=$(ls "$tmp"/onnxstream/_core.cpython-*-"$triplet".so) || fail "$t: no _core.cpython-*-$triplet.so in the wheel"
+  modules=("$tmp"/onnxstream/_core.cpython-*-"$triplet".so)
+  [ -e "${modules[0]}" ] || fail "$t: no _core.cpython-*-$triplet.so in the wheel"
+  so=${modules[0]}
   [ "$(find "$tmp" -name '*.so' | wc -l)" = 1 ] || fail "$t: more than one .so in the wheel (a stray native build?)"
   check_elf "$so"
   rm -rf "$tmp"
   auditwheel=$(command -v auditwheel || echo "$cache/tools/bin/auditwheel")
   if [ "$t" = aarch64 ] && [ -x "$auditwheel" ]; then  # (pip install auditwheel; it reads foreign-arch wheels)
     aw=$("$auditwheel" show "$whl") || fail "auditwheel show $whl"
-    awtag=$(echo "$aw" | tr '\n' ' ' | grep -o 'consistent *with the following platform tag: *"[^"]*"' | grep -o 'manylinux_[0-9_]*aarch64')
+    awtag=$(echo "$aw" | tr '\n' ' ' | grep -o 'consistent *with the following platform tag: *"[^"]*"' |
+            grep -o 'manylinux_[0-9_]*aarch64') || fail "auditwheel show $whl: no manylinux aarch64 tag in: $aw"
     awglibc=$(echo "$awtag" | sed 's/manylinux_\([0-9]*\)_\([0-9]*\)_.*/\1.\2/')
     [ "$(printf '%s\n2.28\n' "$awglibc" | sort -V | tail -1)" = 2.28 ] || fail "auditwheel: $awtag is newer than $plat"
     echo "   auditwheel show: consistent with $awtag (tagged $plat)" >&2

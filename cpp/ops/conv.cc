@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -59,12 +60,18 @@ bool flat_pixels(const Tensor& x) {
          (x.shape[2] == 1 || x.strides[2] == x.shape[3] * x.shape[4] * x.strides[4]);
 }
 
-// ConvTranspose may crop with negative pads (an output_shape larger than the natural size).
+// ConvTranspose may crop with negative pads (an output_shape larger than the natural size). Values come from
+// graph.json, so they are bounded too: products of two of them stay far from int64 overflow.
 void check_window(const Window& win, bool allow_negative_pads = false) {
-  for (int i = 0; i < 3; i++)
+  constexpr int64_t kMax = int64_t(1) << 31;
+  for (int i = 0; i < 3; i++) {
     check(win.kernel[i] >= 1 && win.strides[i] >= 1 && win.dilations[i] >= 1 &&
               (allow_negative_pads || (win.pads_begin[i] >= 0 && win.pads_end[i] >= 0)),
           "window: kernel, strides and dilations must be >= 1 and pads >= 0");
+    check(win.kernel[i] <= kMax && win.strides[i] <= kMax && win.dilations[i] <= kMax &&
+              std::abs(win.pads_begin[i]) <= kMax && std::abs(win.pads_end[i]) <= kMax,
+          "window: kernel, strides, dilations and pads must be below 2^31");
+  }
 }
 
 // dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (floats), in 16x16 blocks: a block writes 16 dst
@@ -405,19 +412,24 @@ void pool(const std::string& op, const Tensor& x, const Window& win, bool count_
           for (int64_t ow = 0; ow < g.out[2]; ow++, o++) {
             const int64_t start[3] = {od * win.strides[0] - win.pads_begin[0], oh * win.strides[1] - win.pads_begin[1],
                                       ow * win.strides[2] - win.pads_begin[2]};
+            // Per axis, the kernel taps [lo, hi) that land inside the input, and how many land inside the padded
+            // extent (they count for count_include_pad; past it, ceil_mode's overhang, never). Only the taps
+            // inside are visited, so the work is bounded by the input, not by the kernel size.
+            int64_t lo[3], hi[3], padded_count = 1;
+            for (int i = 0; i < 3; i++) {
+              const int64_t s = start[i], d = win.dilations[i], k = win.kernel[i], n = g.in[i];
+              lo[i] = std::min(k, s < 0 ? (-s + d - 1) / d : 0);
+              hi[i] = std::max(lo[i], std::min(k, s < n ? (n - 1 - s) / d + 1 : 0));
+              padded_count *= std::min(k, s < n + win.pads_end[i] ? (n + win.pads_end[i] - 1 - s) / d + 1 : 0);
+            }
             float best = -std::numeric_limits<float>::infinity(), sum = 0.0f;
-            int64_t best_at = -1, count = 0, padded_count = 0;
-            for (int64_t kd = 0; kd < win.kernel[0]; kd++) {
+            int64_t best_at = -1, count = 0;
+            for (int64_t kd = lo[0]; kd < hi[0]; kd++) {
               int64_t id = start[0] + kd * win.dilations[0];
-              for (int64_t kh = 0; kh < win.kernel[1]; kh++) {
+              for (int64_t kh = lo[1]; kh < hi[1]; kh++) {
                 int64_t ih = start[1] + kh * win.dilations[1];
-                for (int64_t kw = 0; kw < win.kernel[2]; kw++) {
+                for (int64_t kw = lo[2]; kw < hi[2]; kw++) {
                   int64_t iw = start[2] + kw * win.dilations[2];
-                  // Positions inside the padded extent count for count_include_pad; past it (ceil_mode) never.
-                  bool in_padded = id < g.in[0] + win.pads_end[0] && ih < g.in[1] + win.pads_end[1] &&
-                                   iw < g.in[2] + win.pads_end[2];
-                  padded_count += in_padded;
-                  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) continue;
                   float v = *reinterpret_cast<const float*>(xp + id * x.strides[2] + ih * x.strides[3] + iw * x.strides[4]);
                   count++;
                   if (op_kind == 0) {

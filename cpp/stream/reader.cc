@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -32,11 +33,13 @@ WeightReader::WeightReader(const std::string& path, std::vector<WeightEntry> ent
     ::close(fd_);
     throw Error(path + " is not an onnxstream weights file (bad header)");
   }
+  const uint64_t size = (uint64_t)st.st_size;
   for (const WeightEntry& e : entries_) {
-    if (e.offset + e.nbytes > (uint64_t)st.st_size) {
+    if (e.nbytes > size || e.offset > size - e.nbytes) {  // (no overflow: graph.json is untrusted)
       ::close(fd_);
       throw Error("weights file " + path + " is truncated: tensor '" + e.name + "' needs bytes up to " +
-                  std::to_string(e.offset + e.nbytes) + " but the file has " + std::to_string(st.st_size));
+                  std::to_string(e.offset) + " + " + std::to_string(e.nbytes) + " but the file has " +
+                  std::to_string(size));
     }
   }
   posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -54,6 +57,7 @@ void WeightReader::release(uint64_t nbytes) {
 }
 
 std::shared_ptr<WeightBuffer> WeightReader::allocate(uint64_t nbytes) {
+  if (nbytes > (uint64_t)SIZE_MAX - 64) return nullptr;  // a 32-bit board cannot hold it
   auto buf = std::make_shared<WeightBuffer>();
   size_t alloc = (nbytes + 63) / 64 * 64;
   buf->data = static_cast<uint8_t*>(std::aligned_alloc(64, alloc ? alloc : 64));
@@ -107,12 +111,16 @@ std::shared_ptr<WeightBuffer> WeightReader::read_rows(int id, uint64_t row_nbyte
                                                       const std::vector<int64_t>& rows) {
   check(id >= 0 && id < (int)entries_.size(), "weight id out of range");
   const WeightEntry& e = entries_[id];
-  uint64_t n_rows = row_nbytes ? e.nbytes / row_nbytes : 0;
-  check(row_nbytes > 0 && rows_per_block > 0 && block_hashes.size() == (n_rows + rows_per_block - 1) / rows_per_block,
+  check(row_nbytes > 0 && e.nbytes % row_nbytes == 0 && rows_per_block > 0,
         "row table of tensor '" + e.name + "' is described inconsistently");
+  const uint64_t n_rows = e.nbytes / row_nbytes, block_rows = std::min(rows_per_block, std::max<uint64_t>(n_rows, 1));
+  check(block_hashes.size() == (n_rows == 0 ? 0 : (n_rows - 1) / rows_per_block + 1),
+        "row table of tensor '" + e.name + "' has " + std::to_string(block_hashes.size()) + " block checksums for " +
+            std::to_string(n_rows) + " rows in blocks of " + std::to_string(rows_per_block));
+  check(rows.size() <= (uint64_t)SIZE_MAX / row_nbytes, "too many rows gathered from tensor '" + e.name + "'");
   auto out = allocate(rows.size() * row_nbytes);
   check(out != nullptr, "out of memory gathering rows of tensor '" + e.name + "'");
-  std::vector<uint8_t> block(rows_per_block * row_nbytes);
+  std::vector<uint8_t> block(block_rows * row_nbytes);  // <= the tensor, however big rows_per_block claims to be
   int64_t loaded = -1;
   std::string error;
   // Visit rows in block order so each block is read (and verified) once.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ def cmd_convert(args) -> int:
         batches = [int(b) for b in args.unet_batch.split(",")] if args.unet_batch else None
         convert_pipeline(args.model, args.out_dir, weights=args.weights, height=args.height, width=args.width,
                          unet_batches=batches, family=args.family, onnx_only=args.onnx_only, overwrite=args.force,
-                         progress=log)
+                         progress=log, allow_pickle=args.allow_pickle)
     else:
         convert(args.model, args.out_dir, weights=args.weights, input_shapes=shapes, overwrite=args.force,
                 progress=log)
@@ -46,6 +47,7 @@ def _load_feed(text: str):
 
 
 def cmd_run(args) -> int:
+    from .pipelines.images import write_atomic
     from .runtime.executor import Session
     session = Session(args.model_dir, threads=args.threads)
     feeds = dict(_load_feed(t) for t in args.input or [])
@@ -53,12 +55,9 @@ def cmd_run(args) -> int:
     outputs = session.run(feeds)
     seconds = time.time() - start
     out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.npz")
-    try:
-        np.savez(tmp, **outputs)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **outputs)
+    write_atomic(out, buffer.getvalue())  # temp file beside it, fsync, rename
     print(f"ran in {seconds:.2f} s, read {session.bytes_read / 1e6:.1f} MB of weights; wrote {out}", file=sys.stderr)
     return 0
 
@@ -98,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(sd --num N runs one batch-2N pass per step with guidance, N without)")
     c.add_argument("--family", choices=["sd1", "sd2", "sd-turbo", "sdxl", "sdxl-turbo"], help="pipelines: override the guessed family")
     c.add_argument("--onnx-only", action="store_true", help="pipelines: keep the ONNX exports, do not convert")
+    c.add_argument("--allow-pickle", action="store_true",
+                   help="pipelines: also load pickle checkpoints (.bin/.ckpt/.pt), which can run code: trusted files only")
     c.set_defaults(func=cmd_convert)
     r = sub.add_parser("run", help="run a converted model on .npy inputs")
     r.add_argument("model_dir")
@@ -119,9 +120,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        return _fail("interrupted")
-    except (ValueError, OSError, KeyError, NotImplementedError, IndexError) as e:
+    except KeyboardInterrupt:  # (Ctrl-C: the run's finally clauses stopped its threads; outputs are atomic)
+        _fail("interrupted")
+        return 130
+    except (ValueError, OSError, KeyError, NotImplementedError, IndexError, MemoryError) as e:
         if os.environ.get("ONNXSTREAM_TRACEBACK"):
             raise
         return _fail(str(e))

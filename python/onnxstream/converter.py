@@ -6,6 +6,7 @@ write weights in first-read order (aligned, checksummed) and the graph, into a t
 """
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import shutil
@@ -18,7 +19,8 @@ from .runtime.ops.common import contiguous
 from . import _core, packing
 from .fusion import fuse_attention, fuse_gelu, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .fusion_conv import fuse_convs
-from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, save_graph, weights_header)
+from .graph import (ALIGN, WEIGHTS_FILE, Graph, ModelFormatError, Node, ValueInfo, Weight, load_graph, save_graph,
+                    weights_header)
 from .runtime.ops import OPS, op_kwargs
 
 UPGRADE_TO = 13  # models of older opsets are upgraded to this one (onnx.version_converter) or run as they are
@@ -502,8 +504,22 @@ def _gather_tables(nodes: list[Node]) -> set[str]:
     return tables - other
 
 
+def remove_stale_temp_dirs(out_dir: Path) -> None:
+    """Temp dirs of conversions into out_dir whose process is gone (killed: nothing could clean up)."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(stale, ignore_errors=True)
+            except PermissionError:  # alive, someone else's
+                pass
+
+
 def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format: str) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -538,6 +554,10 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
             f.flush()
             os.fsync(f.fileno())
         save_graph(graph, tmp)
+        try:  # the runtime's format check: a malformed ONNX graph (a cycle, negative pads) fails here, not later
+            load_graph(tmp)
+        except ModelFormatError as e:
+            raise ConversionError(f"the model is malformed: {e}") from None
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
             out_dir.rename(old)
@@ -545,8 +565,12 @@ def _write(graph: Graph, consts, out_dir: Path, overwrite: bool, weights_format:
             shutil.rmtree(old)
         else:
             tmp.rename(out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise ConversionError(f"no space left on the device of {out_dir.parent} for the converted model "
+                                  f"({sum(w.nbytes for w in graph.weights) / 1e6:.1f} MB of weights); nothing was "
+                                  f"written") from None
         raise
 
 

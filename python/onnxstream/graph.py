@@ -158,9 +158,14 @@ def load_graph(directory: str | os.PathLike) -> Graph:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{path} is damaged: {e}") from None
-    if doc.get("format") != "onnxstream" or doc.get("version") != FORMAT_VERSION:
+    if not isinstance(doc, dict) or doc.get("format") != "onnxstream" or doc.get("version") != FORMAT_VERSION:
         raise ModelFormatError(f"{path} is not an onnxstream model of format version {FORMAT_VERSION}")
-    return Graph(
+    weights_path = directory / WEIGHTS_FILE
+    if doc.get("weights") and not weights_path.is_file():
+        raise ModelFormatError(f"{directory} is incomplete: {WEIGHTS_FILE} is missing")
+    from .format_check import check_document  # every field below is checked before it is used
+    check_document(doc, weights_path if doc["weights"] else None)
+    graph = Graph(
         inputs=[ValueInfo(**v) for v in doc["inputs"]],
         outputs=[ValueInfo(**v) for v in doc["outputs"]],
         nodes=[Node(n["op"], n["name"], n["inputs"], n["outputs"],
@@ -170,6 +175,9 @@ def load_graph(directory: str | os.PathLike) -> Graph:
         opset=doc["opset"],
         metadata=doc.get("metadata", {}),
     )
+    for a in graph.constants.values():
+        a.setflags(write=False)  # shared by every run: no op may write over one
+    return graph
 
 
 def weights_header(count: int) -> bytes:

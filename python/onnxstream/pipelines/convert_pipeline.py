@@ -167,13 +167,15 @@ def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
 
 
 def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet_batches=None, family=None,
-                     onnx_only=False, overwrite=False, progress=None) -> Path:
+                     onnx_only=False, overwrite=False, progress=None, allow_pickle=False) -> Path:
     """Convert the pipeline at `src` into `out_dir` (see the module docstring); returns out_dir.
 
     unet_batches: UNet batch sizes to build (diffusers input only): 2 serves guidance (cond + uncond in one
     pass), 1 serves guidance 1 / Turbo. Default (2,) for sd1/sd2, (1,) for sd-turbo.
     onnx_only: write the ONNX exports (model.onnx per part) instead of converting them; such a directory can
-    be converted later, or run with onnxruntime for reference."""
+    be converted later, or run with onnxruntime for reference.
+    allow_pickle: also load pickle checkpoints (.bin, .ckpt, .pt) where a part has no safetensors (loading one can
+    run code: only for files you trust)."""
     src, out_dir = Path(src), Path(out_dir)
     log = progress or (lambda m: None)
     if out_dir.exists() and not overwrite:
@@ -195,7 +197,9 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
         convert_sdxl.check_diffusers_dir(src)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    from ..converter import remove_stale_temp_dirs
+    remove_stale_temp_dirs(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:
         onnx_dir = src
         if kind == "diffusers":
@@ -206,7 +210,8 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
                 height, width = height or size, width or size
             batches = tuple(unet_batches or ((1,) if family in ("sd-turbo", "sdxl-turbo") else (2,)))
             onnx_dir = (tmp if onnx_only else tmp / "onnx")
-            (export_sdxl_parts if sdxl else export_parts)(src, onnx_dir, height, width, batches, progress=log)
+            (export_sdxl_parts if sdxl else export_parts)(src, onnx_dir, height, width, batches, progress=log,
+                                                          allow_pickle=allow_pickle)
             _copy_configs(src, onnx_dir)
         plan, batches, sizes = _plan(onnx_dir, height, width, unet_cfg, vae_cfg)
         sdxl_sizes = sizes.pop("sdxl", None)

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .export_torch import _export, _too_big, _wrappers
-
-
-def _weights_kwargs(folder: Path) -> dict:
-    return {"use_safetensors": True} if any(folder.glob("*.safetensors")) else {}
+from .export_torch import _export, _too_big, _wrappers, use_safetensors
 
 
 def _sdxl_wrappers():
@@ -80,7 +76,8 @@ def _pretranspose_linears(module) -> None:
             _pretranspose_linears(child)
 
 
-def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None):
+def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None,
+                      allow_pickle=False):
     """Export the parts of the SDXL pipeline in `diffusers_dir` into `out_dir` (optimum's SDXL layout)."""
     try:
         import torch
@@ -96,7 +93,7 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
 
     log("exporting text_encoder")
     te = CLIPTextModel.from_pretrained(src / "text_encoder", torch_dtype=torch.float32,
-                                       **_weights_kwargs(src / "text_encoder")).eval()
+                                       use_safetensors=use_safetensors(src / "text_encoder", allow_pickle)).eval()
     seq, layers = te.config.max_position_embeddings, te.config.num_hidden_layers
     ids = torch.zeros(1, seq, dtype=torch.int64)
     _export(PenultimateTextEncoder(te), (ids,), out / "text_encoder" / "model.onnx", ["input_ids"],
@@ -105,7 +102,8 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
     del te
     log("exporting text_encoder_2")
     te2 = CLIPTextModelWithProjection.from_pretrained(src / "text_encoder_2", torch_dtype=torch.float32,
-                                                      **_weights_kwargs(src / "text_encoder_2")).eval()
+                                                      use_safetensors=use_safetensors(src / "text_encoder_2",
+                                                                                      allow_pickle)).eval()
     if _too_big(te2):   # OpenCLIP bigG: 2.8 GB in float32
         _pretranspose_linears(te2)
     _export(PooledTextEncoder(te2), (ids,), out / "text_encoder_2" / "model.onnx", ["input_ids"],
@@ -114,7 +112,8 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
     pooled = te2.config.projection_dim
     del te2
 
-    vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32, **_weights_kwargs(src / "vae")).eval()
+    vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32,
+                                        use_safetensors=use_safetensors(src / "vae", allow_pickle)).eval()
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     latent_c, h, w = vae.config.latent_channels, height // factor, width // factor
     log("exporting vae_decoder")
@@ -130,7 +129,7 @@ def export_sdxl_parts(diffusers_dir, out_dir, height: int, width: int, unet_batc
     big = _too_big(unet)
     if not big:
         unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32,
-                                                    **_weights_kwargs(src / "unet")).eval()
+                                                    use_safetensors=use_safetensors(src / "unet", allow_pickle)).eval()
         unet.set_default_attn_processor()   # see export_torch.export_parts
     else:
         _pretranspose_linears(unet)

@@ -18,6 +18,23 @@ from __future__ import annotations
 from pathlib import Path
 
 OPSET = 17
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+
+
+def use_safetensors(part_dir: Path, allow_pickle: bool) -> bool:
+    """How a part's weights are loaded: from safetensors (True) whenever it has them; from a pickle checkpoint
+    (False) only when allowed, since unpickling runs whatever code the file holds."""
+    if any(part_dir.glob("*.safetensors")):
+        return True
+    pickles = sorted(p.name for p in part_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        raise ValueError(f"{part_dir} holds no weights (*.safetensors)")
+    if not allow_pickle:
+        raise ValueError(f"{part_dir / pickles[0]} is a pickle checkpoint: loading one can run any code it holds, "
+                         f"so onnxstream loads weights from safetensors only. Save the pipeline with safetensors "
+                         f"(diffusers' save_pretrained does by default), or pass --allow-pickle (allow_pickle=True) "
+                         f"if you trust where the file came from")
+    return False
 
 
 def _wrappers():
@@ -76,10 +93,13 @@ def _export(module, args, path: Path, input_names, output_names):
                               **kw)
 
 
-def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None):
+def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(2,), progress=None,
+                 allow_pickle=False):
     """Export the four parts of the pipeline in `diffusers_dir` into `out_dir` (optimum layout).
 
-    UNet batch sizes other than the first go to unet_batch{B}/model.onnx."""
+    UNet batch sizes other than the first go to unet_batch{B}/model.onnx. Weights are read from safetensors;
+    pickle checkpoints (.bin, .ckpt, .pt) only with allow_pickle."""
+    safe = {part: use_safetensors(Path(diffusers_dir) / part, allow_pickle) for part in ("text_encoder", "vae", "unet")}
     try:
         import torch
         from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -92,14 +112,16 @@ def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(
     log = progress or (lambda m: None)
 
     log("exporting text_encoder")
-    text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", torch_dtype=torch.float32).eval()
+    text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", torch_dtype=torch.float32,
+                                                 use_safetensors=safe["text_encoder"]).eval()
     ids = torch.zeros(1, text_encoder.config.max_position_embeddings, dtype=torch.int64)
     _export(TextEncoder(text_encoder), (ids,), out / "text_encoder" / "model.onnx", ["input_ids"],
             ["last_hidden_state"])
     context = text_encoder.config.hidden_size
     del text_encoder
 
-    vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32,
+                                        use_safetensors=safe["vae"]).eval()
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     latent_c, h, w = vae.config.latent_channels, height // factor, width // factor
     log("exporting vae_decoder")
@@ -110,7 +132,8 @@ def export_parts(diffusers_dir, out_dir, height: int, width: int, unet_batches=(
             ["sample"], ["latent_parameters"])
     del vae
 
-    unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32).eval()
+    unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32,
+                                                use_safetensors=safe["unet"]).eval()
     if not _too_big(unet):
         # TorchScript: plain attention exports to plain MatMul/Softmax. The dynamo exporter instead turns that
         # processor's baddbmm into an expanded [B*heads, n, n] zero tensor that defeats attention fusion, but

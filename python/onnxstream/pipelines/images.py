@@ -47,9 +47,19 @@ def write_atomic(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fsync_dir(directory) -> None:
+    """Make a rename in `directory` survive a power cut (the file's own fsync does not cover its name)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_png(path, image: np.ndarray, text: dict | None = None) -> None:

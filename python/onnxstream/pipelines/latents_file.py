@@ -54,18 +54,63 @@ def load_latents(path):
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
     except Exception as e:
         raise ValueError(f"{path} is not a latents file written by --save-latents ({e})") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a latents file written by --save-latents")
+    _check(path, meta, arrays)
 
     def restore(scheduler, rng):
-        for key, value in meta["scheduler"].items():
+        for key, value in meta["scheduler"].items():  # (keys checked: SCHEDULER_STATE only)
             if isinstance(value, dict):
                 setattr(scheduler, key, [arrays.get(f"sched.{key}.{i}") for i in range(value["list"])])
             else:
                 setattr(scheduler, key, value)
         if meta["rng"] is not None and hasattr(rng, "set_state"):
-            rng.set_state(meta["rng"])
+            try:
+                rng.set_state(meta["rng"])
+            except Exception as e:  # numpy checks the generator state it is given
+                raise ValueError(f"{path} is damaged (rng: {e}); start the run again without --resume") from None
 
     return dict(latents=arrays["latents"], done=meta["done"], image_index=meta["image_index"],
                 images=[arrays[f"image.{i}"] for i in range(meta["images"])], params=meta["params"],
                 restore=restore)
+
+
+PARAMS = {"prompt": (str, type(None)), "negative_prompt": (str, type(None)), "steps": int, "guidance": (int, float),
+          "sampler": str, "seed": (int, type(None)), "width": int, "height": int, "strength": (int, float),
+          "num": int, "img2img": bool}
+
+
+def _check(path, meta, arrays):
+    """Every field resume uses, so a damaged file is an error here, never a wrong picture later. (Each array's
+    bytes are covered by the zip member's CRC-32, which numpy's loader checks.)"""
+    def bad(what):
+        raise ValueError(f"{path} is damaged ({what}); start the run again without --resume")
+
+    latents = arrays.get("latents")
+    if latents is None or latents.dtype != np.float32 or latents.ndim != 4 or not np.all(np.isfinite(latents)):
+        bad("latents")
+    params = meta.get("params")
+    if not isinstance(params, dict) or not set(PARAMS) <= set(params) or \
+            not all(isinstance(params[k], t) and not (t is int and isinstance(params[k], bool)) for k, t in PARAMS.items()):
+        bad("params")
+    if params["num"] != latents.shape[0] or params["steps"] < 1:
+        bad("params do not match the latents")
+    done = meta.get("done")
+    if not isinstance(done, int) or not 0 <= done <= params["steps"]:
+        bad("done")
+    sched = meta.get("scheduler")
+    if not isinstance(sched, dict) or not set(sched) <= set(SCHEDULER_STATE):
+        bad("scheduler")
+    for key, value in sched.items():
+        if isinstance(value, dict):
+            if set(value) != {"list"} or not isinstance(value["list"], int) or not 0 <= value["list"] <= 16:
+                bad(f"scheduler.{key}")
+        elif value is not None and not isinstance(value, int):
+            bad(f"scheduler.{key}")
+    if not isinstance(meta.get("images"), int) or not all(f"image.{i}" in arrays for i in range(meta["images"])):
+        bad("images")
+    if not isinstance(meta.get("image_index"), int):
+        bad("image_index")
+    rng = meta.get("rng")
+    if rng is not None and not (isinstance(rng, list) and all(isinstance(r, dict) for r in rng)):
+        bad("rng")

@@ -297,6 +297,9 @@ class StableDiffusion:
         shape = (num,) + self.latent_shape[1:]
         if state is not None:
             x, done = state["latents"], state["done"]
+            if x.shape != shape or done > len(timesteps):
+                raise ValueError(f"{resume} was saved by a run of another model or size (latents {list(x.shape)}, "
+                                 f"this model's {list(shape)})")
             state["restore"](sched, rng)
         else:
             noise = None

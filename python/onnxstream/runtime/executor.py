@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import _core
-from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph
+from ..graph import WEIGHTS_FILE, Graph, load_graph
 from ..graph import block_nbytes, column_blocks
 from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
@@ -31,15 +32,10 @@ class Session:
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None,
                  prefetch_bytes: int = DEFAULT_PREFETCH_BYTES):
         self.model_dir = Path(model_dir)
-        self.graph: Graph = load_graph(self.model_dir)
+        self.graph: Graph = load_graph(self.model_dir)  # checked field by field (format_check.py)
         _core.set_num_threads(threads or 0)
-        missing = [n.op for n in self.graph.nodes if n.op not in OPS]
-        if missing:
-            raise ModelFormatError(f"model uses ops this onnxstream version lacks: {sorted(set(missing))}")
         weights = self.graph.weights
         path = self.model_dir / WEIGHTS_FILE
-        if weights and not path.is_file():
-            raise ModelFormatError(f"{self.model_dir} is incomplete: {WEIGHTS_FILE} is missing")
         # Reader items: one per weight, or one per column block of a weight stored in blocks.
         items, self._item_ids = [], {}
         for w in weights:
@@ -68,6 +64,9 @@ class Session:
         self._calls = [self._bind(node) for node in self.graph.nodes]
         self._debug = int(os.environ.get("ONNXSTREAM_DEBUG", "0") or 0)
         self.observer = None   # observer(node, values) after each node (convert-time calibration: fp16_range.py)
+        # One run at a time per session (the weight reader streams one run's read order); a second thread's run
+        # waits for the first. Sessions are independent: two on one model may run in parallel.
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ what the model takes and gives
 
@@ -161,6 +160,10 @@ class Session:
         return checked
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._run(feeds, output_names)
+
+    def _run(self, feeds, output_names):
         values: dict[str, np.ndarray] = dict(self.graph.constants)
         values.update(self._check_feeds(feeds))
         if self._reader:
@@ -181,6 +184,8 @@ class Session:
                 except Exception as e:
                     if _reraisable(e):
                         raise type(e)(f"{node.op} node '{node.name}': {e}") from e
+                    if isinstance(e, MemoryError):  # (numpy's takes a shape and a dtype)
+                        raise MemoryError(f"{node.op} node '{node.name}': {e}") from e
                     raise
                 results = result if isinstance(result, tuple) else (result,)
                 for name, value in zip(node.outputs, results):
