@@ -3,9 +3,9 @@
 Source: bench/sd15_pipeline.py's random-weight diffusers pipeline (torch.manual_seed(0), the real SD1.5 configs,
 CLIP's real BPE vocabulary), so every engine runs the same tensors.
 
-- stable-diffusion.cpp loads a diffusers directory itself (its ModelLoader::init_from_diffusers_file: unet/, vae/,
-  text_encoder/ safetensors, diffusers tensor names converted by its own name_conversion.cpp). We give it a copy
-  whose tensors are cast to float16, so its default weight type is f16.
+- stable-diffusion.cpp: a single-file SD1.5 checkpoint in the original (LDM) layout, float16 safetensors, written
+  from the diffusers weights with the key renames of diffusers' conversion script (its diffusers-folder loader
+  cannot tell the model version of a diffusers SD1.5 folder: "get sd version from file failed").
 - OnnxStream: its own conversion steps (its README, "How to Convert and Run a Custom Stable Diffusion 1.5 Model"):
   torch.onnx.export of each part with fixed shapes and opset 14 (UNet at batch 1, as its app runs it), the ONNX
   simplifier, then its onnx2txt notebook (run as a script from the fetched snapshot: the notebook's code cells
@@ -42,23 +42,102 @@ def _atomic_dir(dest: Path, build):
     return dest
 
 
-# ---------------------------------------------------------------- stable-diffusion.cpp: a float16 diffusers copy
+# ---------------------------------------------------------------- stable-diffusion.cpp: one LDM-layout checkpoint
+
+# sd.cpp 0.4.7's diffusers-directory loader cannot tell the SD version of a diffusers SD1.5 folder ("get sd version
+# from file failed"), so it gets what it is usually fed: the original single-file layout (the CompVis/LDM names),
+# float16. The renames below are the ones diffusers' scripts/convert_diffusers_to_original_stable_diffusion.py
+# applies (read from its repository); written here as prefix tables.
+
+def _unet_renames() -> list[tuple[str, str]]:
+    """(diffusers prefix, LDM prefix), applied in order after the resnet-internal renames."""
+    out = []
+    for i in range(4):
+        for j in range(2):
+            out.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{3 * i + j + 1}.0."))
+            if i < 3:
+                out.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{3 * i + j + 1}.1."))
+        for j in range(3):
+            out.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{3 * i + j}.0."))
+            if i > 0:
+                out.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{3 * i + j}.1."))
+        if i < 3:
+            out.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{3 * (i + 1)}.0.op."))
+            out.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{3 * i + 2}.{1 if i == 0 else 2}."))
+    out.append(("mid_block.attentions.0.", "middle_block.1."))
+    out += [(f"mid_block.resnets.{j}.", f"middle_block.{2 * j}.") for j in range(2)]
+    return out
+
+
+UNET_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+            "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+UNET_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+               ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
+
+
+def _unet_key(k: str, layers) -> str:
+    head, _, tail = k.rpartition(".")
+    if head in UNET_TOP:
+        return f"{UNET_TOP[head]}.{tail}"
+    if "resnets" in k:
+        for hf, sd in UNET_RESNET:
+            k = k.replace(hf, sd)
+    for hf, sd in layers:
+        k = k.replace(hf, sd)
+    return k
+
+
+def _vae_renames() -> list[tuple[str, str]]:
+    out = [("conv_shortcut", "nin_shortcut"), ("conv_norm_out", "norm_out"), ("mid_block.attentions.0.", "mid.attn_1.")]
+    for i in range(4):
+        out += [(f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}.") for j in range(2)]
+        if i < 3:
+            out.append((f"down_blocks.{i}.downsamplers.0.", f"down.{i}.downsample."))
+            out.append((f"up_blocks.{i}.upsamplers.0.", f"up.{3 - i}.upsample."))
+        out += [(f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{3 - i}.block.{j}.") for j in range(3)]
+    out += [(f"mid_block.resnets.{i}.", f"mid.block_{i + 1}.") for i in range(2)]
+    return out
+
+
+VAE_ATTN = [("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."), ("to_out.0.", "proj_out.")]
+
+
+def ldm_state_dict(unet: dict, vae: dict, text_encoder: dict) -> dict:
+    """diffusers state dicts -> one SD1.x checkpoint state dict (model.diffusion_model., first_stage_model.,
+    cond_stage_model.transformer. prefixes)."""
+    layers, vae_layers = _unet_renames(), _vae_renames()
+    out = {"model.diffusion_model." + _unet_key(k, layers): v for k, v in unet.items()}
+    for k, v in vae.items():
+        for hf, sd in vae_layers:
+            k = k.replace(hf, sd)
+        if "mid.attn_1." in k:
+            for hf, sd in VAE_ATTN:
+                k = k.replace(hf, sd)
+            if k.endswith(".weight") and v.ndim == 2:  # linear -> 1x1 conv, as the original VAE stores them
+                v = v.reshape(*v.shape, 1, 1)
+        out["first_stage_model." + k] = v
+    # CLIPTextModel's keys: "text_model.embeddings..." in the original layout; recent transformers save them
+    # without the "text_model." level, which sd.cpp needs to find the token embedding (and so the SD version).
+    out.update({"cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k): v
+                for k, v in text_encoder.items()})
+    return out
+
 
 def sdcpp_model(diffusers_dir: Path) -> Path:
-    def build(tmp: Path):
-        import torch
-        from safetensors.torch import load_file, save_file
-        for part, name in [("unet", "diffusion_pytorch_model.safetensors"),
-                           ("vae", "diffusion_pytorch_model.safetensors"), ("text_encoder", "model.safetensors")]:
-            (tmp / part).mkdir()
-            for f in (diffusers_dir / part).glob("*.json"):
-                shutil.copy2(f, tmp / part / f.name)
-            tensors = load_file(str(diffusers_dir / part / name))
-            save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in tensors.items()},
-                      str(tmp / part / name))
-        shutil.copy2(diffusers_dir / "model_index.json", tmp / "model_index.json")
-    log("writing the float16 diffusers copy for stable-diffusion.cpp")
-    return _atomic_dir(diffusers_dir.parent / "sdcpp-f16", build)
+    dest = diffusers_dir.parent / "sd15-ldm-f16.safetensors"
+    if dest.is_file():
+        return dest
+    import torch
+    from safetensors.torch import load_file, save_file
+    log("writing the float16 single-file (LDM layout) checkpoint for stable-diffusion.cpp")
+    parts = [load_file(str(diffusers_dir / p)) for p in ("unet/diffusion_pytorch_model.safetensors",
+                                                        "vae/diffusion_pytorch_model.safetensors",
+                                                        "text_encoder/model.safetensors")]
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in ldm_state_dict(*parts).items()}
+    tmp = dest.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, dest)
+    return dest
 
 
 # ---------------------------------------------------------------- OnnxStream: export, simplify, onnx2txt
