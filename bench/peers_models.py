@@ -150,29 +150,8 @@ def _export(diffusers_dir: Path, part: str, onnx_path: Path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    class TextEncoder(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids):
-            return self.m(input_ids=ids, return_dict=False)[0]
-
-    class UNet(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, sample, timestep, context):
-            return self.m(sample, timestep, context, return_dict=False)[0]
-
-    class VaeDecoder(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, z):
-            return self.m.decode(z, return_dict=False)[0]
+    from onnxstream.pipelines.export_torch import _wrappers  # the pipeline export's forward() wrappers
+    TextEncoder, UNet, VaeDecoder, _ = _wrappers()
 
     if part == "text_encoder":
         model = TextEncoder(CLIPTextModel.from_pretrained(diffusers_dir / "text_encoder").eval())
