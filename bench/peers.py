@@ -119,8 +119,7 @@ def check_prerequisites(engines) -> dict:
                 __import__(mod)
             except ImportError:
                 missing[e].append(f"python package {mod} (pip install {'pillow' if mod == 'PIL' else mod})")
-    if not (ROOT / "python" / "onnxstream" / "_core").parent.is_dir() or not list(
-            (ROOT / "python" / "onnxstream").glob("_core*.so")):
+    if not list((ROOT / "python" / "onnxstream").glob("_core*.so")):
         for e in ("onnxstream", "onnxruntime"):
             if e in missing:
                 missing[e].append("the C++ core built in place (cmake ... -DONNXSTREAM_INPLACE=ON && ninja, see "
@@ -131,6 +130,10 @@ def check_prerequisites(engines) -> dict:
                 if not shutil.which(tool):
                     missing[e].append(f"{tool} (to build stable-diffusion-cpp-python)")
         if e.startswith("OnnxStream"):
+            if not peers_build.onnxstream_binary_if_built():
+                for tool in ("cmake", "ninja", "c++", "cc", "git", "ar"):
+                    if not shutil.which(tool):
+                        missing[e].append(f"{tool} (to build OnnxStream and XNNPACK)")
             if not shutil.which("stdbuf"):
                 missing[e].append("stdbuf (coreutils), to read the app's progress as it prints it")
             for repo in (peers_build.ONNXSTREAM_REPO, peers_build.XNNPACK_REPO,

@@ -144,6 +144,15 @@ def onnxstream_binary() -> Path:
     return CACHE / f"onnxstream-{onnxstream_commit()[:10]}" / "bin" / "sd"
 
 
+def onnxstream_binary_if_built():
+    """The cached `sd` binary, or None (also when the OnnxStream snapshot itself is missing)."""
+    try:
+        binary = onnxstream_binary()
+    except (Missing, subprocess.CalledProcessError):
+        return None
+    return binary if binary.is_file() else None
+
+
 def onnxstream_sources() -> Path:
     return CACHE / f"onnxstream-{onnxstream_commit()[:10]}" / "OnnxStream"
 
