@@ -59,12 +59,13 @@ def run(name: str, cmd, rules=(), env=None, cwd=None, step_re=None, timeout=None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd, text=True,
                             bufsize=1, errors="replace")
     pid, current, since = proc.pid, "load", start
-    last_io, stop = {}, threading.Event()
+    last_io, last_hwm, stop = {}, [0.0], threading.Event()
 
     def poll_io():
         while not stop.is_set():
             try:
                 last_io.update(_io(pid))
+                last_hwm[0] = _hwm_mb(pid)  # the part running now, since its reset (for the tail after the last marker)
             except OSError:
                 return
             stop.wait(0.2)
@@ -104,18 +105,13 @@ def run(name: str, cmd, rules=(), env=None, cwd=None, step_re=None, timeout=None
             s = step_re.search(line)
             if s:
                 res.step_times.append(float(s.group(1)) * float(s.groupdict().get("scale") or 1))
-    try:
-        _, status, usage = os.wait4(pid, 0)
-        res.returncode = os.waitstatus_to_exitcode(status)
-        proc.returncode = res.returncode
-    except ChildProcessError:
-        res.returncode = proc.wait()
-        usage = None
+    res.returncode = proc.wait()
     res.wall = time.perf_counter() - start
     stop.set()
     poller.join()
-    if usage is not None:  # the last part's peak (VmHWM was reset at its start) is the exit-time maxrss
-        res.part_peak[current] = max(res.part_peak.get(current, 0.0), usage.ru_maxrss / 1024)
+    # The last part's peak: the poller's last VmHWM. (Not the exit rusage: a child's ru_maxrss starts from the
+    # high-water mark of the forked parent, whatever this bench process had in memory.)
+    res.part_peak[current] = max(res.part_peak.get(current, 0.0), last_hwm[0])
     res.write_bytes, res.read_bytes = last_io.get("write_bytes", 0), last_io.get("read_bytes", 0)
     if res.returncode != 0:
         res.error = next((l for l in reversed(res.log_tail) if l.strip()), f"exit code {res.returncode}")
