@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "array_cache.h"
+#include "kernel_counts.h"
 #include "malloc_policy.h"
 #include "numpy_handler.h"
 #include "ops/elementwise.h"
@@ -24,6 +25,7 @@
 #include "tensor.h"
 
 namespace py = pybind11;
+using namespace pybind11::literals;
 using namespace onnxstream;
 
 namespace {
@@ -119,6 +121,25 @@ PYBIND11_MODULE(_core, m) {
   m.def("array_cache_bytes", &array_cache_bytes);
   m.def("set_num_threads", &set_num_threads, "Worker threads for kernels (<= 0: all cores)");
   m.def("num_threads", &num_threads);
+  m.def("pool_stats", []() {  // counted only with ONNXSTREAM_POOL_STATS=1
+    PoolStats s = pool_stats();
+    py::list workers;
+    for (const auto& w : s.workers)
+      workers.append(py::dict("items"_a = w.items, "chunks"_a = w.chunks, "cpu_ns"_a = w.cpu_ns));
+    return py::dict("threads"_a = s.threads, "jobs"_a = s.jobs, "job_wall_ns"_a = s.job_wall_ns,
+                    "short_jobs"_a = s.short_jobs, "short_job_wall_ns"_a = s.short_job_wall_ns,
+                    "inline_jobs"_a = s.inline_jobs, "workers"_a = workers);
+  });
+  m.def("reset_pool_stats", &reset_pool_stats);
+  m.def("kernel_counts", []() {  // counted only with ONNXSTREAM_COUNT_KERNELS=1
+    py::dict out;
+    for (const auto& k : kernel_counts())
+      out[py::str(k.family)] = py::dict("calls"_a = k.calls, "flop"_a = k.flop, "weight_bytes"_a = k.weight_bytes,
+                                        "a_bytes"_a = k.a_bytes, "tile_rows"_a = k.tile_rows,
+                                        "tile_cols"_a = k.tile_cols);
+    return out;
+  });
+  m.def("reset_kernel_counts", &reset_kernel_counts);
   m.def("xxh64", [](py::buffer b) {
     py::buffer_info info = b.request();
     const void* p = info.ptr;

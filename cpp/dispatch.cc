@@ -3,6 +3,7 @@
 #include "dispatch.h"
 
 #include "cpu.h"
+#include "kernel_counts.h"
 
 namespace onnxstream {
 namespace {
@@ -66,18 +67,31 @@ ConvBandConfig choose_convband() {
 
 }  // namespace
 
+// With ONNXSTREAM_COUNT_KERNELS=1 the configs hand out counting trampolines (kernel_counts.h).
 const ConvBandConfig& convband_config() {
-  static const ConvBandConfig cfg = choose_convband();
+  static const ConvBandConfig cfg = [] {
+    ConvBandConfig c = choose_convband();
+    if (counting_kernels()) count_convband_kernels(c);
+    return c;
+  }();
   return cfg;
 }
 
 const SoftmaxConfig& softmax_config() {
-  static const SoftmaxConfig cfg = choose_softmax();
+  static const SoftmaxConfig cfg = [] {
+    SoftmaxConfig c = choose_softmax();
+    if (counting_kernels()) count_softmax_kernels(c);
+    return c;
+  }();
   return cfg;
 }
 
 const GemmConfig& gemm_config() {
-  static const GemmConfig cfg = choose_gemm();
+  static const GemmConfig cfg = [] {
+    GemmConfig c = choose_gemm();
+    if (counting_kernels()) count_gemm_kernels(c);
+    return c;
+  }();
   return cfg;
 }
 

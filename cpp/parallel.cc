@@ -1,7 +1,13 @@
 #include "parallel.h"
 
+#include <time.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -11,6 +17,31 @@ namespace onnxstream {
 namespace {
 
 thread_local bool t_inside = false;
+thread_local int t_worker = 0;  // 0: the calling thread; pool workers 1..n-1
+
+// Statistics (ONNXSTREAM_POOL_STATS=1, read once; otherwise one branch per chunk): per worker the items and
+// chunks it ran and its thread CPU time inside them; per job (one parallel_for) its wall time and whether it
+// had fewer chunks than threads (then some workers had nothing to do).
+constexpr int kMaxStatWorkers = 64;
+struct WorkerStats {
+  std::atomic<uint64_t> items{0}, chunks{0}, cpu_ns{0};
+};
+WorkerStats g_worker_stats[kMaxStatWorkers];
+std::atomic<uint64_t> g_jobs{0}, g_job_wall_ns{0}, g_short_jobs{0}, g_short_job_wall_ns{0}, g_inline_jobs{0};
+
+bool pool_stats_on() {
+  static const bool on = [] {
+    const char* v = std::getenv("ONNXSTREAM_POOL_STATS");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+uint64_t thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
 
 // Workers sleep on a condition variable between jobs; a job is one parallel_for call.
 struct Pool {
@@ -36,7 +67,10 @@ struct Pool {
     for (auto& t : workers) t.join();
     workers.clear();
     quit = false;
-    for (int i = 0; i < count; i++) workers.emplace_back([this] { loop(); });
+    for (int i = 0; i < count; i++) workers.emplace_back([this, i] {
+      t_worker = i + 1;
+      loop();
+    });
   }
 
   // Take chunks until none are left. Called with `lock` held.
@@ -46,11 +80,19 @@ struct Pool {
       next = e;
       active++;
       lock.unlock();
+      const bool stats = pool_stats_on();
+      const uint64_t cpu0 = stats ? thread_cpu_ns() : 0;
       try {
         (*fn)(b, e);
       } catch (...) {
         std::lock_guard<std::mutex> g(mu);
         if (!error) error = std::current_exception();
+      }
+      if (stats) {
+        WorkerStats& w = g_worker_stats[std::min(t_worker, kMaxStatWorkers - 1)];
+        w.items += uint64_t(e - b);
+        w.chunks += 1;
+        w.cpu_ns += thread_cpu_ns() - cpu0;
       }
       lock.lock();
       active--;
@@ -86,6 +128,21 @@ void set_num_threads(int n) {
   pool().resize(n - 1);  // the calling thread is the n-th worker
 }
 
+PoolStats pool_stats() {
+  PoolStats s{num_threads(), g_jobs.load(), g_job_wall_ns.load(), g_short_jobs.load(), g_short_job_wall_ns.load(),
+              g_inline_jobs.load(), {}};
+  for (int i = 0; i < std::min(s.threads, kMaxStatWorkers); i++) {
+    const WorkerStats& w = g_worker_stats[i];
+    s.workers.push_back({w.items.load(), w.chunks.load(), w.cpu_ns.load()});
+  }
+  return s;
+}
+
+void reset_pool_stats() {
+  for (WorkerStats& w : g_worker_stats) w.items = 0, w.chunks = 0, w.cpu_ns = 0;
+  g_jobs = 0, g_job_wall_ns = 0, g_short_jobs = 0, g_short_job_wall_ns = 0, g_inline_jobs = 0;
+}
+
 int num_threads() {
   if (g_threads == 0) set_num_threads(0);
   return g_threads;
@@ -96,6 +153,15 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   int threads = num_threads();
   grain = std::max<int64_t>(grain, 1);
   if (threads == 1 || n <= grain || t_inside) {
+    if (pool_stats_on() && !t_inside) {  // a whole job on the calling thread
+      const uint64_t cpu0 = thread_cpu_ns();
+      fn(0, n);
+      g_inline_jobs += 1;
+      g_worker_stats[0].items += uint64_t(n);
+      g_worker_stats[0].chunks += 1;
+      g_worker_stats[0].cpu_ns += thread_cpu_ns() - cpu0;
+      return;
+    }
     fn(0, n);
     return;
   }
@@ -111,11 +177,22 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   p.error = nullptr;
   p.generation++;
   p.wake.notify_all();
+  const auto wall0 = std::chrono::steady_clock::now();
   t_inside = true;
   p.drain(lock);
   t_inside = false;
   p.done.wait(lock, [&] { return p.active == 0 && p.next >= p.n; });
   p.fn = nullptr;
+  if (pool_stats_on()) {
+    const uint64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                                              wall0).count();
+    g_jobs += 1;
+    g_job_wall_ns += ns;
+    if ((n + chunk - 1) / chunk < threads) {
+      g_short_jobs += 1;
+      g_short_job_wall_ns += ns;
+    }
+  }
   if (p.error) std::rethrow_exception(p.error);
 }
 
