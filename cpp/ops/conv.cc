@@ -12,6 +12,7 @@
 #endif
 
 #include "dispatch.h"
+#include "ops/activation.h"
 #include "ops/gemm.h"
 #include "ops/qc8w.h"
 #include "parallel.h"
@@ -160,6 +161,8 @@ struct ConvTask {
   const float* scales;  // the group's qc8w scales [Mg] or null
   const float* bias;  // the group's [Mg] or null
   float* y;           // image n, output channel 0 of the group: [Mg, P]
+  int64_t channel0;   // the group's first output channel (for per-channel activations)
+  const Activation* act;  // or null
 };
 
 void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const ConvTask& t, const int64_t* xs,
@@ -205,11 +208,13 @@ void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const 
   }
   // y[n, p0 + i] = acc[i][n - n0]: pixel-major tile to channel-major output.
   transpose(acc, cols, pt, cols, t.y + n0 * P + p0, P);
+  if (t.act)
+    for (int64_t n = n0; n < n1; n++) activate(*t.act, t.channel0 + n, t.y + n * P + p0, (size_t)pt);
 }
 
 // conv with weights already in panels ([group][ceil(Mg/16)][K][16], float32 or float16; int8: a qc8w blob per group).
 void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tensor* bias, const Window& win,
-                 int64_t group, const Tensor& y) {
+                 int64_t group, const Tensor& y, const Activation* act) {
   const GemmConfig& cfg = gemm_config();
   check(cfg.nr == kPanelWidth, "conv: packed weights need 16-column kernels");
   const int64_t N = x.shape[0], C = x.shape[1], M = y.shape[1], Cg = C / group, Mg = M / group;
@@ -240,7 +245,8 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
       const char* group_panels = panels + gi * group_bytes;
       ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1], group_panels,
                     qc8w ? reinterpret_cast<const float*>(group_panels + qc8w_scales_offset(K, Mg)) : nullptr,
-                    bias ? bias->ptr<float>() + gi * Mg : nullptr, out + n * y.strides[0] / 4 + gi * Mg * P};
+                    bias ? bias->ptr<float>() + gi * Mg : nullptr, out + n * y.strides[0] / 4 + gi * Mg * P,
+                    gi * Mg, act && act->kind != Activation::none ? act : nullptr};
       const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
       const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
       const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);
@@ -277,7 +283,8 @@ int64_t check_conv(const Tensor& x, DType w_dtype, int64_t M, const Tensor* bias
 
 }  // namespace
 
-void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y) {
+void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y,
+          const Activation* act) {
   check(w.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
   check(w.contiguous(), "conv: weights must be contiguous");
   check(w.dtype == DType::f32 || w.dtype == DType::f16, "conv: weights must be float32 or float16");
@@ -294,11 +301,11 @@ void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& wi
     Tensor wk = make(w.dtype, {K, Mg}, {1, K}, bytes(w) + gi * Mg * K * es);
     pack_gemm_b(wk, make(w.dtype, {group_elems}, {1}, panels.data() + gi * group_elems * es));
   }
-  conv_panels(x, panels.data(), w.dtype, bias, win, group, y);
+  conv_panels(x, panels.data(), w.dtype, bias, win, group, y, act);
 }
 
 void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor* bias, const Window& win,
-                 int64_t group, const Tensor& y) {
+                 int64_t group, const Tensor& y, const Activation* act) {
   const int64_t K = check_conv(x, panels.dtype, M, bias, win, group, y);
   const bool qc8w = panels.dtype == DType::i8;
   check(panels.contiguous() && panels.numel() == group * (qc8w ? qc8w_blob_bytes(K, M / group)
@@ -307,7 +314,7 @@ void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor*
         "(int8: group x qc8w_blob_bytes(K, M / group))");
   check(reinterpret_cast<uintptr_t>(panels.data) % 4 == 0, "conv_packed: panels must be 4-byte aligned");
   if (x.shape[0] == 0 || M == 0 || y.numel() == 0) return;
-  conv_panels(x, static_cast<const char*>(panels.data), panels.dtype, bias, win, group, y);
+  conv_panels(x, static_cast<const char*>(panels.data), panels.dtype, bias, win, group, y, act);
 }
 
 void conv_transpose(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group,
