@@ -78,6 +78,8 @@ def mark(w, use: tuple, int8: bool = False) -> None:
     kind, arg = use
     if w.dtype not in ("float32", "float16"):
         return
+    if kind == "conv" and arg > 1 and arg == w.shape[0] and w.shape[1] == 1 and len(w.shape) <= 4:
+        return  # depthwise: the f32-dwconv kernels read [C, taps] as the ONNX tensor has it
     if kind == "conv" and len(w.shape) >= 3 and w.shape[0] % arg == 0:
         w.k, w.n = int(np.prod(w.shape[1:])), w.shape[0] // arg
     elif kind == "gemm" and len(w.shape) == 2:
