@@ -161,10 +161,11 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("peak_held", &WeightReader::peak_held);
 
   // ---- elementwise ----
-  m.def("unary", [](const std::string& op, py::array x, py::array y, float alpha, float beta) {
+  m.def("unary_code", &unary_code, "The code of a unary op name, for unary()");
+  m.def("unary", [](int op, py::array x, py::array y, float alpha, float beta) {
     Tensor tx = view(x), ty = out_view(y);
     py::gil_scoped_release nogil;
-    unary(op, tx, ty, alpha, beta);
+    unary((UnaryOp)op, tx, ty, alpha, beta);
   }, py::arg("op"), py::arg("x"), py::arg("y"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
   m.def("binary", [](const std::string& op, py::array a, py::array b, py::array y) {
     Tensor ta = view(a), tb = view(b), ty = out_view(y);

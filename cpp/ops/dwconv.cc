@@ -38,6 +38,9 @@ void dwconv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& 
   const int64_t phase_len = (padded + sw - 1) / sw, row_len = sw * phase_len;
   const float lo = act.kind == Activation::clamp ? act.alpha : -INFINITY;
   const float hi = act.kind == Activation::clamp ? act.beta : INFINITY;
+  // Where tap column kw starts in a padded phase row: phase (kw * dw) % sw, index (kw * dw) / sw.
+  std::vector<int64_t> col_offset((size_t)KW);
+  for (int64_t kw = 0; kw < KW; kw++) col_offset[kw] = kw * dw % sw * phase_len + kw * dw / sw;
   const float* wp = w.ptr<float>();
   const float* bp = bias ? bias->ptr<float>() : nullptr;
   parallel_for(N * C, 1, [&](int64_t p0, int64_t p1) {
@@ -52,19 +55,22 @@ void dwconv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& 
       for (int64_t ih = 0; ih < H; ih++) {
         const float* src = reinterpret_cast<const float*>(xp + ih * x.strides[3]);
         float* dst = rows.data() + ih * row_len;
-        for (int64_t iw = 0; iw < W; iw++) {  // padded column pw + iw -> phase (pw + iw) % sw
-          const int64_t col = pw + iw;
-          dst[col % sw * phase_len + col / sw] = src[iw];
+        if (sw == 1) {
+          std::copy(src, src + W, dst + pw);
+        } else {  // padded column pw + iw -> phase (pw + iw) % sw, index (pw + iw) / sw
+          int64_t phase = pw % sw, at = pw / sw;
+          for (int64_t iw = 0; iw < W; iw++) {
+            dst[phase * phase_len + at] = src[iw];
+            if (++phase == sw) phase = 0, at++;
+          }
         }
       }
       float* yp = y.ptr<float>() + plane * OH * OW;
       for (int64_t oh = 0; oh < OH; oh++) {
         for (int64_t kh = 0; kh < KH; kh++) {
           const int64_t ih = oh * sh - ph + kh * dh;
-          for (int64_t kw = 0; kw < KW; kw++) {
-            const int64_t col = kw * dw;  // + ow * sw for output column ow
-            tap_rows[kh * KW + kw] = ih < 0 || ih >= H ? zero : rows.data() + ih * row_len + col % sw * phase_len + col / sw;
-          }
+          const float* base = rows.data() + ih * row_len;
+          for (int64_t kw = 0; kw < KW; kw++) tap_rows[kh * KW + kw] = ih < 0 || ih >= H ? zero : base + col_offset[kw];
         }
         float* yr = yp + oh * OW;
         ukernel((size_t)OW, (size_t)taps, tap_rows.data(), wp + c * taps, bp ? bp[c] : 0.0f, yr, lo, hi);

@@ -35,9 +35,20 @@ def output(shape, dtype, out: np.ndarray | None) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+_UNARY_CODES: dict[str, int] = {}
+
+
+def unary_code(op: str) -> int:
+    """The C++ core's code for a unary op name (resolved once per name; a call then compares no strings)."""
+    code = _UNARY_CODES.get(op)
+    if code is None:
+        code = _UNARY_CODES[op] = _core.unary_code(op)
+    return code
+
+
 def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0, out=None) -> np.ndarray:
     y = output(x.shape, x.dtype, out)
-    _core.unary(op, x, y, float(alpha), float(beta))
+    _core.unary(unary_code(op), x, y, float(alpha), float(beta))
     return y
 
 

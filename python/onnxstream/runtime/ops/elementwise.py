@@ -6,7 +6,7 @@ from functools import reduce
 import numpy as np
 
 from ... import _core
-from .common import binary, cast, onnx_dtype, unary
+from .common import binary, cast, onnx_dtype, unary, unary_code
 
 
 # ---------------------------------------------------------------- arithmetic and comparison
@@ -86,7 +86,7 @@ def Gelu(X, approximate="none", _out=None): return unary("gelu_tanh" if approxim
 
 def IsNaN(X):
     y = np.empty(X.shape, np.bool_)
-    _core.unary("isnan", X, y, 0.0, 0.0)
+    _core.unary(unary_code("isnan"), X, y, 0.0, 0.0)
     return y
 
 
@@ -96,7 +96,7 @@ def IsInf(X, detect_negative=1, detect_positive=1):
     if not detect_negative and not detect_positive:
         y[...] = False
         return y
-    _core.unary(op, X, y, 0.0, 0.0)
+    _core.unary(unary_code(op), X, y, 0.0, 0.0)
     return y
 
 
