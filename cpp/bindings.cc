@@ -167,10 +167,11 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release nogil;
     unary((UnaryOp)op, tx, ty, alpha, beta);
   }, py::arg("op"), py::arg("x"), py::arg("y"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
-  m.def("binary", [](const std::string& op, py::array a, py::array b, py::array y) {
+  m.def("binary_code", &binary_code, "The code of a binary op name, for binary()");
+  m.def("binary", [](int op, py::array a, py::array b, py::array y) {
     Tensor ta = view(a), tb = view(b), ty = out_view(y);
     py::gil_scoped_release nogil;
-    binary(op, ta, tb, ty);
+    binary((BinaryOp)op, ta, tb, ty);
   });
   m.def("where", [](py::array c, py::array a, py::array b, py::array y) {
     Tensor tc = view(c), ta = view(a), tb = view(b), ty = out_view(y);

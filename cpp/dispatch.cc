@@ -79,6 +79,20 @@ VUnaryConfig choose_vunary() {
   return cfg;
 }
 
+VBinaryConfig choose_vbinary() {
+  VBinaryConfig cfg{"scalar", {}};
+  uint32_t best = kIsaScalar;
+  auto consider = [&](uint32_t isa, const char* name, VBinaryOp op, VBinaryUkernel fn) {
+    if (!cpu_has(isa) || isa < best) return;
+    if (isa > best) best = isa, cfg.isa = name;
+    cfg.ukernel[op] = fn;
+  };
+#define VBINARY_UKERNEL(isa, op, fn) ONNXSTREAM_IF_##isa(consider(ONNXSTREAM_ISA_##isa, #isa, op, fn);)
+#include "kernels/f32-vbinary/f32-vbinary.inc"
+#undef VBINARY_UKERNEL
+  return cfg;
+}
+
 DwconvConfig choose_dwconv() {
   DwconvConfig cfg{"scalar", nullptr, nullptr, nullptr};
   uint32_t best = kIsaScalar;
@@ -97,6 +111,11 @@ DwconvConfig choose_dwconv() {
 
 const VUnaryConfig& vunary_config() {
   static const VUnaryConfig cfg = choose_vunary();
+  return cfg;
+}
+
+const VBinaryConfig& vbinary_config() {
+  static const VBinaryConfig cfg = choose_vbinary();
   return cfg;
 }
 

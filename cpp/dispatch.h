@@ -43,6 +43,13 @@ struct VUnaryConfig {
 
 const VUnaryConfig& vunary_config();
 
+struct VBinaryConfig {
+  const char* isa;
+  VBinaryUkernel ukernel[kVBinaryOps];  // indexed by VBinaryOp
+};
+
+const VBinaryConfig& vbinary_config();
+
 struct DwconvConfig {
   const char* isa;
   DwconvUkernel taps9, taps25, any;  // 3x3, 5x5, any window

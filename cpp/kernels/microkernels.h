@@ -47,6 +47,11 @@ using VUnaryUkernel = void (*)(size_t n, const float* x, float* y, const VUnaryP
 enum VUnaryOp { kVClamp, kVLeakyRelu, kVHardSigmoid, kVHardSwish, kVSigmoid, kVSilu, kVTanh, kVExp, kVErf, kVGelu,
                 kVSqrt, kVAbs, kVNeg, kVUnaryOps };
 
+// Binary elementwise kernels (f32-vbinary): y[i] = a[i] op b[i] for i < n, with a (or b) one broadcast value when
+// a_scalar (b_scalar) is set; y may be a or b. max/min propagate NaN like ONNX.
+using VBinaryUkernel = void (*)(size_t n, const float* a, int a_scalar, const float* b, int b_scalar, float* y);
+enum VBinaryOp { kVAdd, kVSub, kVMul, kVDiv, kVMax, kVMin, kVBinaryOps };
+
 // Depthwise convolution, one output row of one channel (f32-dwconv):
 //   y[i] = min(hi, max(lo, bias + sum_{t < taps} w[t] * rows[t][i])) for i < n.
 // rows[t]: the input values tap t reads for outputs 0..n-1, contiguous (the caller resolves padding, stride and
@@ -80,6 +85,9 @@ constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 #define VUNARY_UKERNEL(isa, op, fn) void fn(size_t, const float*, float*, const VUnaryParams*);
 #include "kernels/f32-vunary/f32-vunary.inc"
 #undef VUNARY_UKERNEL
+#define VBINARY_UKERNEL(isa, op, fn) void fn(size_t, const float*, int, const float*, int, float*);
+#include "kernels/f32-vbinary/f32-vbinary.inc"
+#undef VBINARY_UKERNEL
 #define DWCONV_UKERNEL(isa, fn, taps) void fn(size_t, size_t, const float**, const float*, float, float*, float, float);
 #include "kernels/f32-dwconv/f32-dwconv.inc"
 #undef DWCONV_UKERNEL

@@ -182,13 +182,45 @@ T pow_int(T base, T exp) {
   return r;
 }
 
+const char* const kBinaryNames[] = {"add", "sub", "mul", "div", "max", "min", "equal", "less", "greater",
+                                    "less_equal", "greater_equal", "prelu", "pow", "fmod", "mod", "and", "or", "xor",
+                                    "bitwise_and", "bitwise_or", "bitwise_xor", "shift_left", "shift_right"};
+static_assert(sizeof(kBinaryNames) / sizeof(kBinaryNames[0]) == (size_t)BinaryOp::count, "a name per binary op");
+
+// float32 add/sub/mul/div/max/min: the f32-vbinary kernel on every run whose operands are contiguous or one
+// broadcast value; other strides go element by element through the same kernel.
+bool vector_binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  if ((int)op >= kVBinaryOps || a.dtype != DType::f32 || y.dtype != DType::f32) return false;
+  const int code = (int)op;  // BinaryOp starts with the VBinaryOp order
+  const VBinaryUkernel ukernel = vbinary_config().ukernel[code];
+  std::array<const Tensor*, 3> ts = {&y, &a, &b};
+  RowWalk<3>(ts).run(ts, [&](std::array<char*, 3> p, std::array<int64_t, 3> s, int64_t n) {
+    const float* pa = reinterpret_cast<const float*>(p[1]);
+    const float* pb = reinterpret_cast<const float*>(p[2]);
+    float* py = reinterpret_cast<float*>(p[0]);
+    if (s[0] == 4 && (s[1] == 4 || s[1] == 0) && (s[2] == 4 || s[2] == 0)) {
+      if (s[1] == 0 && s[2] == 0) {  // both broadcast along this row: one value
+        ukernel(1, pa, 1, pb, 1, py);
+        std::fill(py + 1, py + n, py[0]);
+        return;
+      }
+      return ukernel((size_t)n, pa, s[1] == 0, pb, s[2] == 0, py);
+    }
+    for (int64_t i = 0; i < n; i++)
+      ukernel(1, reinterpret_cast<const float*>(p[1] + i * s[1]), 0, reinterpret_cast<const float*>(p[2] + i * s[2]), 0,
+              reinterpret_cast<float*>(p[0] + i * s[0]));
+  });
+  return true;
+}
+
 template <typename T>
-void typed_binary(const std::string& op, const Tensor& a, const Tensor& b, const Tensor& y) {
+void typed_binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) {
   constexpr bool is_float = std::is_floating_point<T>::value;
-  if (op == "add") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u + v); });
-  if (op == "sub") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u - v); });
-  if (op == "mul") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u * v); });
-  if (op == "div") {
+  if (vector_binary(op, a, b, y)) return;
+  if (op == BinaryOp::add) return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u + v); });
+  if (op == BinaryOp::sub) return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u - v); });
+  if (op == BinaryOp::mul) return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u * v); });
+  if (op == BinaryOp::div) {
     if constexpr (!is_float) {
       check(y.dtype != DType::boolean, "Div is not defined for bool");
       return map2<T, T>(a, b, y, [](T u, T v) { return v == 0 ? (T)0 : (T)(u / v); });
@@ -196,23 +228,23 @@ void typed_binary(const std::string& op, const Tensor& a, const Tensor& b, const
       return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u / v); });
     }
   }
-  if (op == "max") return map2<T, T>(a, b, y, [](T u, T v) { return (u != u || u > v) ? u : v; });
-  if (op == "min") return map2<T, T>(a, b, y, [](T u, T v) { return (u != u || u < v) ? u : v; });
-  if (op == "equal") return map2<T, bool>(a, b, y, [](T u, T v) { return u == v; });
-  if (op == "less") return map2<T, bool>(a, b, y, [](T u, T v) { return u < v; });
-  if (op == "greater") return map2<T, bool>(a, b, y, [](T u, T v) { return u > v; });
-  if (op == "less_equal") return map2<T, bool>(a, b, y, [](T u, T v) { return u <= v; });
-  if (op == "greater_equal") return map2<T, bool>(a, b, y, [](T u, T v) { return u >= v; });
-  if (op == "prelu") return map2<T, T>(a, b, y, [](T u, T v) { return u < 0 ? (T)(u * v) : u; });
-  if (op == "pow") {
+  if (op == BinaryOp::max) return map2<T, T>(a, b, y, [](T u, T v) { return (u != u || u > v) ? u : v; });
+  if (op == BinaryOp::min) return map2<T, T>(a, b, y, [](T u, T v) { return (u != u || u < v) ? u : v; });
+  if (op == BinaryOp::equal) return map2<T, bool>(a, b, y, [](T u, T v) { return u == v; });
+  if (op == BinaryOp::less) return map2<T, bool>(a, b, y, [](T u, T v) { return u < v; });
+  if (op == BinaryOp::greater) return map2<T, bool>(a, b, y, [](T u, T v) { return u > v; });
+  if (op == BinaryOp::less_equal) return map2<T, bool>(a, b, y, [](T u, T v) { return u <= v; });
+  if (op == BinaryOp::greater_equal) return map2<T, bool>(a, b, y, [](T u, T v) { return u >= v; });
+  if (op == BinaryOp::prelu) return map2<T, T>(a, b, y, [](T u, T v) { return u < 0 ? (T)(u * v) : u; });
+  if (op == BinaryOp::pow) {
     if constexpr (is_float) return map2<T, T>(a, b, y, [](T u, T v) { return (T)std::pow(u, v); });
     else return map2<T, T>(a, b, y, [](T u, T v) { return pow_int<T>(u, v); });
   }
-  if (op == "fmod") {  // sign of the dividend, like C fmod
+  if (op == BinaryOp::fmod) {  // sign of the dividend, like C fmod
     if constexpr (is_float) return map2<T, T>(a, b, y, [](T u, T v) { return (T)std::fmod(u, v); });
     else return map2<T, T>(a, b, y, [](T u, T v) { return v == 0 ? (T)0 : (T)(u % v); });
   }
-  if (op == "mod") {  // sign of the divisor, like Python %
+  if (op == BinaryOp::mod) {  // sign of the divisor, like Python %
     if constexpr (is_float) {
       return map2<T, T>(a, b, y, [](T u, T v) {
         T r = std::fmod(u, v);
@@ -227,26 +259,26 @@ void typed_binary(const std::string& op, const Tensor& a, const Tensor& b, const
     }
   }
   if constexpr (!is_float) {
-    if (op == "and") return map2<T, bool>(a, b, y, [](T u, T v) { return u && v; });
-    if (op == "or") return map2<T, bool>(a, b, y, [](T u, T v) { return u || v; });
-    if (op == "xor") return map2<T, bool>(a, b, y, [](T u, T v) { return (bool)u != (bool)v; });
-    if (op == "bitwise_and") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u & v); });
-    if (op == "bitwise_or") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u | v); });
-    if (op == "bitwise_xor") return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u ^ v); });
+    if (op == BinaryOp::and_) return map2<T, bool>(a, b, y, [](T u, T v) { return u && v; });
+    if (op == BinaryOp::or_) return map2<T, bool>(a, b, y, [](T u, T v) { return u || v; });
+    if (op == BinaryOp::xor_) return map2<T, bool>(a, b, y, [](T u, T v) { return (bool)u != (bool)v; });
+    if (op == BinaryOp::bitwise_and) return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u & v); });
+    if (op == BinaryOp::bitwise_or) return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u | v); });
+    if (op == BinaryOp::bitwise_xor) return map2<T, T>(a, b, y, [](T u, T v) { return (T)(u ^ v); });
     if constexpr (!std::is_same<T, bool>::value) {
       // Shifts by a negative amount or by the bit width or more give the full-width result: 0, or -1 when an
       // arithmetic right shift of a negative value fills every bit (what the ONNX reference computes).
       using U = typename std::make_unsigned<T>::type;
       constexpr int64_t width = 8 * sizeof(T);
-      if (op == "shift_left")
+      if (op == BinaryOp::shift_left)
         return map2<T, T>(a, b, y, [](T u, T v) { return (T)(((int64_t)v < 0 || (int64_t)v >= width) ? 0 : (T)((U)u << v)); });
-      if (op == "shift_right")
+      if (op == BinaryOp::shift_right)
         return map2<T, T>(a, b, y, [](T u, T v) {
           return (T)(((int64_t)v < 0 || (int64_t)v >= width) ? (u < 0 ? (T)-1 : (T)0) : (T)(u >> v));
         });
     }
   }
-  throw Error("binary op '" + op + "' is not defined for dtype " + dtype_name(a.dtype));
+  throw Error(std::string("binary op '") + kBinaryNames[(int)op] + "' is not defined for dtype " + dtype_name(a.dtype));
 }
 
 template <typename I, typename O>
@@ -319,9 +351,16 @@ void unary(UnaryOp op, const Tensor& x, const Tensor& y, float alpha, float beta
   });
 }
 
-void binary(const std::string& op, const Tensor& a, const Tensor& b, const Tensor& y) {
-  check(a.dtype == b.dtype, std::string("binary op '") + op + "': input dtypes differ (" + dtype_name(a.dtype) +
-                                " vs " + dtype_name(b.dtype) + ")");
+int binary_code(const std::string& name) {
+  for (int i = 0; i < (int)BinaryOp::count; i++)
+    if (name == kBinaryNames[i]) return i;
+  throw Error("unknown binary op '" + name + "'");
+}
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  check((int)op >= 0 && op < BinaryOp::count, "binary: bad op code");
+  check(a.dtype == b.dtype, std::string("binary op '") + kBinaryNames[(int)op] + "': input dtypes differ (" +
+                                dtype_name(a.dtype) + " vs " + dtype_name(b.dtype) + ")");
   with_type(a.dtype, [&](auto tag) { typed_binary<decltype(tag)>(op, a, b, y); });
 }
 

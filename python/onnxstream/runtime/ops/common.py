@@ -52,10 +52,16 @@ def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0, out=Non
     return y
 
 
+_BINARY_CODES: dict[str, int] = {}
+
+
 def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None, out=None) -> np.ndarray:
     shape = np.broadcast_shapes(a.shape, b.shape)
     y = output(shape, np.dtype(out_dtype or a.dtype), out)
-    _core.binary(op, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
+    code = _BINARY_CODES.get(op)
+    if code is None:
+        code = _BINARY_CODES[op] = _core.binary_code(op)
+    _core.binary(code, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
     return y
 
 
