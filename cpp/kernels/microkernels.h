@@ -55,7 +55,8 @@ enum VBinaryOp { kVAdd, kVSub, kVMul, kVDiv, kVMax, kVMin, kVBinaryOps };
 // Depthwise convolution, one output row of one channel (f32-dwconv):
 //   y[i] = min(hi, max(lo, bias + sum_{t < taps} w[t] * rows[t][i])) for i < n.
 // rows[t]: the input values tap t reads for outputs 0..n-1, contiguous (the caller resolves padding, stride and
-// dilation into padded, phase-split input rows). 9p / 25p kernels need taps == 9 / 25; up kernels take any count.
+// dilation into padded, phase-split input rows), readable up to n rounded up to 16 (kernels may load whole
+// vectors past n; they write y below n only). 9p / 25p kernels need taps == 9 / 25; up kernels take any count.
 using DwconvUkernel = void (*)(size_t n, size_t taps, const float** rows, const float* w, float bias, float* y,
                                float lo, float hi);
 

@@ -33,22 +33,28 @@ void dwconv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& 
   const DwconvConfig& cfg = dwconv_config();
   const int64_t taps = KH * KW;
   const DwconvUkernel ukernel = taps == 9 ? cfg.taps9 : taps == 25 ? cfg.taps25 : cfg.any;
-  // Padded row: columns [0, padded) with the input at [pw, pw + W); phase rows of `phase_len` floats.
+  // Padded row: columns [0, padded) with the input at [pw, pw + W), split into sw phase rows of phase_len floats
+  // (16 more than the outputs read: the kernels may read a whole vector past a row's last output).
   const int64_t padded = std::max(pw + W, (OW - 1) * sw + (KW - 1) * dw + 1);
-  const int64_t phase_len = (padded + sw - 1) / sw, row_len = sw * phase_len;
+  const int64_t phase_len = (padded + sw - 1) / sw + 16, row_len = sw * phase_len;
   const float lo = act.kind == Activation::clamp ? act.alpha : -INFINITY;
   const float hi = act.kind == Activation::clamp ? act.beta : INFINITY;
   // Where tap column kw starts in a padded phase row: phase (kw * dw) % sw, index (kw * dw) / sw.
   std::vector<int64_t> col_offset((size_t)KW);
   for (int64_t kw = 0; kw < KW; kw++) col_offset[kw] = kw * dw % sw * phase_len + kw * dw / sw;
+  const int64_t in_rows = (OH - 1) * sh + (KH - 1) * dh + 1;  // padded input rows read, from row -ph on
   const float* wp = w.ptr<float>();
   const float* bp = bias ? bias->ptr<float>() : nullptr;
   parallel_for(N * C, 1, [&](int64_t p0, int64_t p1) {
     thread_local std::vector<float> rows;   // [H + 1][sw][phase_len]: the plane's padded phase rows, then a zero row
-    thread_local std::vector<const float*> tap_rows;
+    thread_local std::vector<const float*> row_at, tap_rows;  // padded input row r (ih = r - ph); a row's taps
     rows.assign((size_t)((H + 1) * row_len), 0.0f);
+    row_at.resize((size_t)in_rows);
     tap_rows.resize((size_t)taps);
-    const float* zero = rows.data() + H * row_len;
+    for (int64_t r = 0; r < in_rows; r++) {
+      const int64_t ih = r - ph;
+      row_at[r] = rows.data() + (ih < 0 || ih >= H ? H : ih) * row_len;
+    }
     for (int64_t plane = p0; plane < p1; plane++) {
       const int64_t n = plane / C, c = plane % C;
       const char* xp = static_cast<const char*>(x.data) + n * x.strides[0] + c * x.strides[1];
@@ -56,7 +62,7 @@ void dwconv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& 
         const float* src = reinterpret_cast<const float*>(xp + ih * x.strides[3]);
         float* dst = rows.data() + ih * row_len;
         if (sw == 1) {
-          std::copy(src, src + W, dst + pw);
+          for (int64_t iw = 0; iw < W; iw++) dst[pw + iw] = src[iw];
         } else {  // padded column pw + iw -> phase (pw + iw) % sw, index (pw + iw) / sw
           int64_t phase = pw % sw, at = pw / sw;
           for (int64_t iw = 0; iw < W; iw++) {
@@ -66,14 +72,15 @@ void dwconv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& 
         }
       }
       float* yp = y.ptr<float>() + plane * OH * OW;
+      const float* wc = wp + c * taps;
+      const float bc = bp ? bp[c] : 0.0f;
       for (int64_t oh = 0; oh < OH; oh++) {
-        for (int64_t kh = 0; kh < KH; kh++) {
-          const int64_t ih = oh * sh - ph + kh * dh;
-          const float* base = rows.data() + ih * row_len;
-          for (int64_t kw = 0; kw < KW; kw++) tap_rows[kh * KW + kw] = ih < 0 || ih >= H ? zero : base + col_offset[kw];
-        }
+        const float* const* in = row_at.data() + oh * sh;
+        const float** t = tap_rows.data();
+        for (int64_t kh = 0; kh < KH; kh++)
+          for (int64_t kw = 0; kw < KW; kw++) *t++ = in[kh * dh] + col_offset[kw];
         float* yr = yp + oh * OW;
-        ukernel((size_t)OW, (size_t)taps, tap_rows.data(), wp + c * taps, bp ? bp[c] : 0.0f, yr, lo, hi);
+        ukernel((size_t)OW, (size_t)taps, tap_rows.data(), wc, bc, yr, lo, hi);
         if (act.kind != Activation::clamp) activate(act, c, yr, (size_t)OW);
       }
     }

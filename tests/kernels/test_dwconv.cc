@@ -1,6 +1,6 @@
 // Tests every f32-dwconv kernel in the .inc list compiled for this target against a double-precision reference:
 // tap counts 9 and 25 (and 1..27 for the any-tap kernels), output lengths below, at and above every vector width,
-// rows at odd offsets, with and without a clamp. Accepts |y - ref| <= 4 * taps * FLT_EPSILON * sum|w * x|.
+// rows at odd offsets (readable up to n rounded up to 16, as the kernels may read), with and without a clamp. Accepts |y - ref| <= 4 * taps * FLT_EPSILON * sum|w * x|.
 // Kernels whose ISA the CPU lacks are reported as skipped. Exit code: 0 when nothing failed.
 #include <cfloat>
 #include <cmath>
@@ -27,7 +27,7 @@ static bool check(const DwconvKernel& uk, size_t taps, size_t n, float lo, float
   std::vector<std::vector<float>> data(taps);
   std::vector<const float*> rows(taps);
   for (size_t t = 0; t < taps; t++) {
-    data[t].resize(n + 3);
+    data[t].resize((n + 15) / 16 * 16 + 3);  // readable up to n rounded up to 16, from an odd start
     for (float& v : data[t]) v = d(rng);
     rows[t] = data[t].data() + t % 3;  // unaligned starts
   }

@@ -1,5 +1,6 @@
 // f32-dwconv AVX2+FMA: 16 outputs per iteration in two accumulators, all taps unrolled for 9 (3x3) and 25 (5x5)
-// (the 9 weights stay in registers), bias first, clamp in the epilogue, masked loads and stores for the tail.
+// (the 9 weights stay in registers), bias first, clamp in the epilogue; the tail loads whole vectors (rows are
+// readable past n) and stores under a mask.
 #include <immintrin.h>
 
 #include "kernels/microkernels.h"
@@ -26,8 +27,8 @@ void dwconv(size_t n, size_t taps, const float** rows, const float* w, float bia
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i < 8 ? n - i : 8)),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256 a = vb;
-    for (size_t t = 0; t < t_n; t++)
-      a = _mm256_fmadd_ps(_mm256_maskload_ps(rows[t] + i, mask), _mm256_broadcast_ss(w + t), a);
+    for (size_t t = 0; t < t_n; t++)  // rows are readable past n (microkernels.h)
+      a = _mm256_fmadd_ps(_mm256_loadu_ps(rows[t] + i), _mm256_broadcast_ss(w + t), a);
     _mm256_maskstore_ps(y + i, mask, _mm256_min_ps(vhi, _mm256_max_ps(vlo, a)));
   }
 }

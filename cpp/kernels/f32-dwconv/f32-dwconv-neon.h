@@ -1,6 +1,6 @@
 // Template of the NEON f32-dwconv kernels (armv7 neon-vfpv4 and aarch64, both with vfmaq_f32): 8 outputs per
-// iteration in two accumulators, taps unrolled for 9 and 25, bias first, clamp in the epilogue, the tail through
-// the scalar loop. Included only by *-neon.cc and *-aarch64-neonfma.cc files.
+// iteration in two accumulators, taps unrolled for 9 and 25, bias first, clamp in the epilogue, the tail in vectors
+// too (rows are readable past n). Included only by *-neon.cc and *-aarch64-neonfma.cc files.
 #pragma once
 #include <arm_neon.h>
 
@@ -24,10 +24,12 @@ inline void dwconv_neon(size_t n, size_t taps, const float** rows, const float* 
     vst1q_f32(y + i, vminq_f32(vhi, vmaxq_f32(vlo, a0)));
     vst1q_f32(y + i + 4, vminq_f32(vhi, vmaxq_f32(vlo, a1)));
   }
-  for (; i < n; i++) {
-    float a = bias;
-    for (size_t t = 0; t < t_n; t++) a += rows[t][i] * w[t];
-    y[i] = a < lo ? lo : (a > hi ? hi : a);
+  for (; i < n; i += 4) {  // rows are readable past n (microkernels.h); only the outputs below n are stored
+    float32x4_t a = vb;
+    for (size_t t = 0; t < t_n; t++) a = vfmaq_f32(a, vld1q_f32(rows[t] + i), vdupq_n_f32(w[t]));
+    float tmp[4];
+    vst1q_f32(tmp, vminq_f32(vhi, vmaxq_f32(vlo, a)));
+    for (size_t j = 0; j < 4 && i + j < n; j++) y[i + j] = tmp[j];
   }
 }
 
