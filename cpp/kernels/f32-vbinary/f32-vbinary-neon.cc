@@ -1,4 +1,5 @@
 // f32-vbinary armv7 NEON (f32-vbinary-neon.h): division by a reciprocal estimate and two Newton steps.
+#include "kernels/f32-vunary/f32-div-neon.h"
 #include "kernels/f32-vbinary/f32-vbinary-neon.h"
 #include "kernels/microkernels.h"
 
@@ -6,12 +7,7 @@ namespace onnxstream {
 namespace {
 
 struct Armv7 {
-  static float32x4_t div(float32x4_t a, float32x4_t b) {
-    float32x4_t r = vrecpeq_f32(b);
-    r = vmulq_f32(r, vrecpsq_f32(b, r));
-    r = vmulq_f32(r, vrecpsq_f32(b, r));
-    return vmulq_f32(a, r);
-  }
+  static float32x4_t div(float32x4_t a, float32x4_t b) { return div_neon_armv7(a, b); }
 };
 
 }  // namespace

@@ -2,18 +2,14 @@
 // estimate refined by two Newton steps (about 1 ulp) and square roots are taken lane by lane by VFP.
 #include <cmath>
 
+#include "kernels/f32-vunary/f32-div-neon.h"
 #include "kernels/f32-vunary/f32-vunary-neon.h"
 
 namespace onnxstream {
 namespace {
 
 struct Armv7 {
-  static float32x4_t div(float32x4_t a, float32x4_t b) {
-    float32x4_t r = vrecpeq_f32(b);
-    r = vmulq_f32(r, vrecpsq_f32(b, r));
-    r = vmulq_f32(r, vrecpsq_f32(b, r));
-    return vmulq_f32(a, r);
-  }
+  static float32x4_t div(float32x4_t a, float32x4_t b) { return div_neon_armv7(a, b); }
   static float32x4_t sqrt(float32x4_t x) {
     float t[4];
     vst1q_f32(t, x);
