@@ -354,7 +354,9 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
                 row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize
                 w.rows_per_block = max(1, ROW_BLOCK_BYTES // max(row_bytes, 1))
             if name in gemm_operands:
-                packing.mark(w, gemm_operands[name], int8=weights_format == "int8")
+                int8 = weights_format == "int8" and \
+                    packing.int8_column_error(a, gemm_operands[name]) <= packing.INT8_MAX_COLUMN_ERROR
+                packing.mark(w, gemm_operands[name], int8=int8)
                 if name not in row_tiled:
                     packing.split_columns(w, 4 * packing.COLUMN_BLOCK_BYTES if name in fused_conv_w else 0)
             weights.append(w)
