@@ -225,6 +225,15 @@ def _global(op: str, X, p=2):
     return _pool(op, X, "VALID", 0, None, X.shape[2:], None, None, 0, p)[0]
 
 
-def GlobalAveragePool(X): return _global("AveragePool", X)
-def GlobalMaxPool(X): return _global("MaxPool", X)
+def _global_reduce(op: str, X):
+    """Mean / max over each channel's plane: a row reduction of the contiguous [N * C, pixels] view."""
+    X = contiguous(_float(X, f"Global{op} input"))
+    _spatial(X, f"Global{op}")
+    y = np.empty(X.shape[:2] + (1,) * (X.ndim - 2), np.float32)
+    _core.reduce("mean" if op == "AveragePool" else "max", X.reshape(X.shape[0] * X.shape[1], -1, 1), y.reshape(-1, 1))
+    return y
+
+
+def GlobalAveragePool(X): return _global_reduce("AveragePool", X)
+def GlobalMaxPool(X): return _global_reduce("MaxPool", X)
 def GlobalLpPool(X, p=2): return _global("LpPool", X, p)
