@@ -402,6 +402,41 @@ void pool(const std::string& op, const Tensor& x, const Window& win, bool count_
   const int64_t C = x.shape[1], Pout = g.out_pixels();
   const int64_t op_kind = op == "max" ? 0 : op == "avg" ? 1 : 2;
   float* out = y.ptr<float>();
+  if (op_kind == 0 && !indices && win.kernel[0] == 1 && win.dilations[1] == 1 && win.dilations[2] == 1) {
+    // 2-D max pooling without indices (the CNN case): each window's rows and columns clamped to the input once.
+    const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2], ws = x.strides[4] / 4;
+    const int64_t kh = win.kernel[1], kw = win.kernel[2], sh = win.strides[1], sw = win.strides[2];
+    const int64_t ph = win.pads_begin[1], pw = win.pads_begin[2], hs = x.strides[3];
+    parallel_for(x.shape[0] * C * g.out[0], 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        const int64_t od = r % g.out[0], id = od * win.strides[0] - win.pads_begin[0];
+        const char* xp = bytes(x) + (r / g.out[0] / C) * x.strides[0] + (r / g.out[0] % C) * x.strides[1] +
+                         id * x.strides[2];
+        float* o = out + r * OH * OW;
+        const bool depth_ok = id >= 0 && id < g.in[0];
+        for (int64_t oh = 0; oh < OH; oh++) {
+          const int64_t h0 = oh * sh - ph;
+          const int64_t ha = std::max<int64_t>(h0, 0), hb = depth_ok ? std::min<int64_t>(h0 + kh, H) : ha;
+          for (int64_t ow = 0; ow < OW; ow++) {
+            const int64_t w0 = ow * sw - pw;
+            const int64_t wa = std::max<int64_t>(w0, 0), wb = std::min<int64_t>(w0 + kw, W);
+            float best = -std::numeric_limits<float>::infinity();
+            bool nan = false;
+            for (int64_t ih = ha; ih < hb; ih++) {
+              const float* row = reinterpret_cast<const float*>(xp + ih * hs);
+              for (int64_t iw = wa; iw < wb; iw++) {
+                const float v = row[iw * ws];
+                best = v > best ? v : best;
+                nan |= v != v;
+              }
+            }
+            o[oh * OW + ow] = nan ? std::numeric_limits<float>::quiet_NaN() : best;
+          }
+        }
+      }
+    });
+    return;
+  }
   int64_t* idx_out = indices ? indices->ptr<int64_t>() : nullptr;
   parallel_for(x.shape[0] * C, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
