@@ -78,7 +78,7 @@ def converter_revision() -> str:
     """Changes whenever the converter's code does, so cached conversions never go stale."""
     import hashlib
     src = ROOT / "python" / "onnxstream"
-    files = sorted(src.glob("*.py")) + sorted((src / "runtime").rglob("*.py"))
+    files = sorted(src.rglob("*.py"))
     return hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:8]
 
 

@@ -10,7 +10,10 @@
 namespace onnxstream {
 namespace {
 
-constexpr size_t kMinCached = size_t(1) << 20;
+constexpr size_t kMinCached = size_t(128) << 10;  // malloc maps blocks from 128 KB on (malloc_policy.cc)
+// Between runs, freed blocks (a run's outputs, dropped by the caller) are kept up to this many bytes for the next
+// run: a fresh output buffer costs a page fault per 4 KB, which for a small model is most of a run.
+constexpr size_t kCarryBytes = size_t(32) << 20;
 constexpr size_t kPage = 4096;
 
 struct Cache {
@@ -80,7 +83,7 @@ void array_cache_free(void* ptr, size_t size) {
   if (size < kMinCached) return std::free(ptr);  // small blocks never take the lock
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  if (!c.enabled) return std::free(ptr);
+  if (!c.enabled && c.bytes + rounded(size) > kCarryBytes) return std::free(ptr);
   c.free_blocks[rounded(size)].push_back(ptr);
   c.bytes += rounded(size);
 }

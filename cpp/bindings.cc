@@ -10,6 +10,7 @@
 #include "ops/elementwise.h"
 #include "ops/attention.h"
 #include "ops/conv.h"
+#include "ops/dwconv.h"
 #include "ops/conv_band.h"
 #include "ops/dither.h"
 #include "ops/gemm.h"
@@ -184,15 +185,17 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("peak_held", &WeightReader::peak_held);
 
   // ---- elementwise ----
-  m.def("unary", [](const std::string& op, py::array x, py::array y, float alpha, float beta) {
+  m.def("unary_code", &unary_code, "The code of a unary op name, for unary()");
+  m.def("unary", [](int op, py::array x, py::array y, float alpha, float beta) {
     Tensor tx = view(x), ty = out_view(y);
     py::gil_scoped_release nogil;
-    unary(op, tx, ty, alpha, beta);
+    unary((UnaryOp)op, tx, ty, alpha, beta);
   }, py::arg("op"), py::arg("x"), py::arg("y"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
-  m.def("binary", [](const std::string& op, py::array a, py::array b, py::array y) {
+  m.def("binary_code", &binary_code, "The code of a binary op name, for binary()");
+  m.def("binary", [](int op, py::array a, py::array b, py::array y) {
     Tensor ta = view(a), tb = view(b), ty = out_view(y);
     py::gil_scoped_release nogil;
-    binary(op, ta, tb, ty);
+    binary((BinaryOp)op, ta, tb, ty);
   });
   m.def("where", [](py::array c, py::array a, py::array b, py::array y) {
     Tensor tc = view(c), ta = view(a), tb = view(b), ty = out_view(y);
@@ -309,22 +312,42 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- convolution and pooling (3 spatial axes) ----
   using A3 = std::array<int64_t, 3>;
+  // activation (ops/activation.h): "", relu, clip, leaky_relu, hard_sigmoid, hard_swish, sigmoid, silu, prelu.
   m.def("conv", [](py::array x, py::array w, py::object bias, A3 kernel, A3 strides, A3 pads_begin, A3 pads_end,
-                   A3 dilations, int64_t group, py::array y) {
+                   A3 dilations, int64_t group, py::array y, const std::string& act, float alpha, float beta,
+                   py::object slope) {
     Tensor tx = view(x), tw = view(w), ty = out_view(y);
-    MaybeTensor tb(bias);
+    MaybeTensor tb(bias), ts(slope);
     Window win = window(kernel, strides, pads_begin, pads_end, dilations);
+    Activation a = activation(act, alpha, beta, ts.get() ? ts.get()->ptr<float>() : nullptr);
     py::gil_scoped_release nogil;
-    conv(tx, tw, tb.get(), win, group, ty);
-  });
+    conv(tx, tw, tb.get(), win, group, ty, &a);
+  }, py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("kernel"), py::arg("strides"), py::arg("pads_begin"),
+     py::arg("pads_end"), py::arg("dilations"), py::arg("group"), py::arg("y"), py::arg("activation") = "",
+     py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f, py::arg("slope") = py::none());
   m.def("conv_packed", [](py::array x, py::array panels, int64_t M, py::object bias, A3 kernel, A3 strides,
-                          A3 pads_begin, A3 pads_end, A3 dilations, int64_t group, py::array y) {
+                          A3 pads_begin, A3 pads_end, A3 dilations, int64_t group, py::array y,
+                          const std::string& act, float alpha, float beta, py::object slope) {
     Tensor tx = view(x), tp = view(panels), ty = out_view(y);
-    MaybeTensor tb(bias);
+    MaybeTensor tb(bias), ts(slope);
     Window win = window(kernel, strides, pads_begin, pads_end, dilations);
+    Activation a = activation(act, alpha, beta, ts.get() ? ts.get()->ptr<float>() : nullptr);
     py::gil_scoped_release nogil;
-    conv_packed(tx, tp, M, tb.get(), win, group, ty);
-  });
+    conv_packed(tx, tp, M, tb.get(), win, group, ty, &a);
+  }, py::arg("x"), py::arg("panels"), py::arg("M"), py::arg("bias"), py::arg("kernel"), py::arg("strides"),
+     py::arg("pads_begin"), py::arg("pads_end"), py::arg("dilations"), py::arg("group"), py::arg("y"),
+     py::arg("activation") = "", py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f, py::arg("slope") = py::none());
+  m.def("dwconv", [](py::array x, py::array w, py::object bias, A3 kernel, A3 strides, A3 pads_begin, A3 pads_end,
+                     A3 dilations, py::array y, const std::string& act, float alpha, float beta, py::object slope) {
+    Tensor tx = view(x), tw = view(w), ty = out_view(y);
+    MaybeTensor tb(bias), ts(slope);
+    Window win = window(kernel, strides, pads_begin, pads_end, dilations);
+    Activation a = activation(act, alpha, beta, ts.get() ? ts.get()->ptr<float>() : nullptr);
+    py::gil_scoped_release nogil;
+    dwconv(tx, tw, tb.get(), win, a, ty);
+  }, "Depthwise 2-D conv (ops/dwconv.h)", py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("kernel"),
+     py::arg("strides"), py::arg("pads_begin"), py::arg("pads_end"), py::arg("dilations"), py::arg("y"),
+     py::arg("activation") = "", py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f, py::arg("slope") = py::none());
   m.def("conv_band_prologue", [](py::array x, int64_t row0, py::object scale_shift, bool silu, py::array y) {
     Tensor tx = view(x), ty = out_view(y);
     MaybeTensor ts(scale_shift);

@@ -65,7 +65,65 @@ ConvBandConfig choose_convband() {
   return cfg;
 }
 
+// The best ISA the CPU has among those whose kernel list was compiled; each .inc lists every op for every ISA.
+VUnaryConfig choose_vunary() {
+  VUnaryConfig cfg{"scalar", {}};
+  uint32_t best = kIsaScalar;
+  auto consider = [&](uint32_t isa, const char* name, VUnaryOp op, VUnaryUkernel fn) {
+    if (!cpu_has(isa) || isa < best) return;
+    if (isa > best) best = isa, cfg.isa = name;
+    cfg.ukernel[op] = fn;
+  };
+#define VUNARY_UKERNEL(isa, op, fn) ONNXSTREAM_IF_##isa(consider(ONNXSTREAM_ISA_##isa, #isa, op, fn);)
+#include "kernels/f32-vunary/f32-vunary.inc"
+#undef VUNARY_UKERNEL
+  return cfg;
+}
+
+VBinaryConfig choose_vbinary() {
+  VBinaryConfig cfg{"scalar", {}};
+  uint32_t best = kIsaScalar;
+  auto consider = [&](uint32_t isa, const char* name, VBinaryOp op, VBinaryUkernel fn) {
+    if (!cpu_has(isa) || isa < best) return;
+    if (isa > best) best = isa, cfg.isa = name;
+    cfg.ukernel[op] = fn;
+  };
+#define VBINARY_UKERNEL(isa, op, fn) ONNXSTREAM_IF_##isa(consider(ONNXSTREAM_ISA_##isa, #isa, op, fn);)
+#include "kernels/f32-vbinary/f32-vbinary.inc"
+#undef VBINARY_UKERNEL
+  return cfg;
+}
+
+DwconvConfig choose_dwconv() {
+  DwconvConfig cfg{"scalar", nullptr, nullptr, nullptr};
+  uint32_t best = kIsaScalar;
+  auto consider = [&](uint32_t isa, const char* name, DwconvUkernel fn, int taps) {
+    if (!cpu_has(isa) || isa < best) return;
+    if (isa > best) best = isa, cfg.isa = name;
+    (taps == 9 ? cfg.taps9 : taps == 25 ? cfg.taps25 : cfg.any) = fn;
+  };
+#define DWCONV_UKERNEL(isa, fn, taps) ONNXSTREAM_IF_##isa(consider(ONNXSTREAM_ISA_##isa, #isa, fn, taps);)
+#include "kernels/f32-dwconv/f32-dwconv.inc"
+#undef DWCONV_UKERNEL
+  return cfg;
+}
+
 }  // namespace
+
+const VUnaryConfig& vunary_config() {
+  static const VUnaryConfig cfg = choose_vunary();
+  return cfg;
+}
+
+const VBinaryConfig& vbinary_config() {
+  static const VBinaryConfig cfg = choose_vbinary();
+  return cfg;
+}
+
+const DwconvConfig& dwconv_config() {
+  static const DwconvConfig cfg = choose_dwconv();
+  return cfg;
+}
 
 // With ONNXSTREAM_COUNT_KERNELS=1 the configs hand out counting trampolines (kernel_counts.h).
 const ConvBandConfig& convband_config() {

@@ -36,4 +36,25 @@ struct ConvBandConfig {
 
 const ConvBandConfig& convband_config();
 
+struct VUnaryConfig {
+  const char* isa;
+  VUnaryUkernel ukernel[kVUnaryOps];  // indexed by VUnaryOp
+};
+
+const VUnaryConfig& vunary_config();
+
+struct VBinaryConfig {
+  const char* isa;
+  VBinaryUkernel ukernel[kVBinaryOps];  // indexed by VBinaryOp
+};
+
+const VBinaryConfig& vbinary_config();
+
+struct DwconvConfig {
+  const char* isa;
+  DwconvUkernel taps9, taps25, any;  // 3x3, 5x5, any window
+};
+
+const DwconvConfig& dwconv_config();
+
 }  // namespace onnxstream

@@ -213,3 +213,28 @@ def test_int8_model_is_a_quarter_of_fp32(tmp_path):
     ratio = sizes["int8"] / sizes["fp32"]
     print(f"int8 / fp32 model directory size: {ratio:.3f}")
     assert 0.24 < ratio < 0.27
+
+
+def test_int8_keeps_a_weight_with_outliers_in_float16(tmp_path):
+    """A 1x1 conv whose columns each hold one large weight (as in PP-OCR's recognizer): per-column int8 would round
+    every other weight of the column to a few levels, so --weights int8 stores that conv as float16 and the output
+    stays close to float32; an ordinary conv beside it is still int8."""
+    rng = np.random.default_rng(5)
+    w_plain = rng.standard_normal((32, 16, 1, 1)).astype(np.float32)
+    w_outlier = rng.standard_normal((32, 32, 1, 1)).astype(np.float32) * 0.02
+    w_outlier[np.arange(32), rng.integers(0, 32, 32)] = 40.0
+    assert packing.int8_column_error(w_plain, ("conv", 1)) <= packing.INT8_MAX_COLUMN_ERROR
+    assert packing.int8_column_error(w_outlier, ("conv", 1)) > packing.INT8_MAX_COLUMN_ERROR
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"]), helper.make_node("Conv", ["h", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w_plain, "w1"), numpy_helper.from_array(w_outlier, "w2")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnxstream.convert(path, tmp_path / "int8", weights="int8")
+    layouts = {w.name: (w.layout, w.dtype) for w in load_graph(tmp_path / "int8").weights}
+    assert layouts["w1"] == (LAYOUT_QC8W, "int8") and layouts["w2"] == (packing.LAYOUT, "float16")
+    x = rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    err = rel_l2(onnxstream.Session(tmp_path / "int8").run({"x": x})["y"], onnxruntime_outputs(str(path), {"x": x})["y"])
+    print(f"int8 with the outlier conv kept in float16: {err:.1e}")
+    assert err < 2e-2

@@ -59,7 +59,7 @@ CROSS = {
               ["qemu-arm", "-cpu", "cortex-a7"]),
 }
 # The tests that need only cpu.cc and the microkernels (test_core links the whole core: see toolchains/test-qemu.sh).
-MICROKERNEL_TESTS = ["test_gemm", "test_softmax"]
+MICROKERNEL_TESTS = ["test_gemm", "test_softmax", "test_vunary", "test_vbinary", "test_dwconv"]
 
 
 @pytest.mark.parametrize("name", MICROKERNEL_TESTS)

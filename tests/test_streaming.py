@@ -44,7 +44,7 @@ def test_open_reads_no_weights_and_run_reads_each_once(tmp_path):
     assert total == 24 * 256 * 256 * 4
 
     before = read_chars()
-    session = onnxstream.Session(out, prefetch_bytes=600_000)
+    session = onnxstream.Session(out, prefetch_bytes=600_000, resident_bytes=0)   # streaming: nothing kept
     opened = read_chars() - before
     assert session.bytes_read == 0
     assert opened < graph_bytes + 65536, f"opening read {opened} bytes; graph.json is {graph_bytes}"
@@ -61,6 +61,25 @@ def test_open_reads_no_weights_and_run_reads_each_once(tmp_path):
     assert handler_name(got[name]) == "onnxstream_array_cache"
     assert handler_name() != "onnxstream_array_cache"
     assert onnxstream._core.array_cache_bytes() == 0
+
+
+def test_small_model_keeps_its_weights_resident_after_the_first_run(tmp_path):
+    """Within the resident budget the second run reads no weight bytes and computes the same; with a budget below
+    the model's weights every run streams them all again."""
+    path = tmp_path / "chain.onnx"
+    onnx.save(chain_model(), str(path))
+    out = onnxstream.convert(path, tmp_path / "chain")
+    x = np.random.default_rng(2).standard_normal((256, 256)).astype(np.float32)
+    want = onnxruntime_outputs(str(path), {"x": x})
+    name = next(iter(want))
+    total = sum(w.nbytes for w in onnxstream.Session(out).graph.weights)
+    for budget, second_run_reads in ((total, 0), (total - 1, total)):
+        session = onnxstream.Session(out, resident_bytes=budget)
+        first = session.run({"x": x})[name]
+        read = session.bytes_read
+        second = session.run({"x": x})[name]
+        assert read == total and session.bytes_read - read == second_run_reads
+        assert rel_l2(first, want[name]) < 1e-5 and np.array_equal(first, second)
 
 
 PEAK_SCRIPT = textwrap.dedent("""

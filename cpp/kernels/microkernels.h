@@ -38,6 +38,28 @@ using VScaleShiftUkernel = void (*)(size_t n, const void* x, int x_f16, float a,
 using VAddStoreUkernel = void (*)(size_t n, const float* z, const void* r, int r_f16, void* y, int y_f16);
 using RSumSqUkernel = void (*)(size_t n, const void* x, int x_f16, float shift, float* sums);
 
+// Unary elementwise kernels (f32-vunary): y[i] = op(x[i]) for i < n; y may be x. params holds the op's constants:
+// clamp [alpha, beta], leaky_relu slope alpha, hard_sigmoid alpha * x + beta; the others ignore it.
+struct VUnaryParams {
+  float alpha, beta;
+};
+using VUnaryUkernel = void (*)(size_t n, const float* x, float* y, const VUnaryParams* params);
+enum VUnaryOp { kVClamp, kVLeakyRelu, kVHardSigmoid, kVHardSwish, kVSigmoid, kVSilu, kVTanh, kVExp, kVErf, kVGelu,
+                kVSqrt, kVAbs, kVNeg, kVUnaryOps };
+
+// Binary elementwise kernels (f32-vbinary): y[i] = a[i] op b[i] for i < n, with a (or b) one broadcast value when
+// a_scalar (b_scalar) is set; y may be a or b. max/min propagate NaN like ONNX.
+using VBinaryUkernel = void (*)(size_t n, const float* a, int a_scalar, const float* b, int b_scalar, float* y);
+enum VBinaryOp { kVAdd, kVSub, kVMul, kVDiv, kVMax, kVMin, kVBinaryOps };
+
+// Depthwise convolution, one output row of one channel (f32-dwconv):
+//   y[i] = min(hi, max(lo, bias + sum_{t < taps} w[t] * rows[t][i])) for i < n.
+// rows[t]: the input values tap t reads for outputs 0..n-1, contiguous (the caller resolves padding, stride and
+// dilation into padded, phase-split input rows), readable up to n rounded up to 16 (kernels may load whole
+// vectors past n; they write y below n only). 9p / 25p kernels need taps == 9 / 25; up kernels take any count.
+using DwconvUkernel = void (*)(size_t n, size_t taps, const float** rows, const float* w, float bias, float* y,
+                               float lo, float hi);
+
 constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 
 #define GEMM_UKERNEL(isa, fn, mr, nr) \
@@ -60,6 +82,16 @@ constexpr size_t kPanelWidth = 16;  // columns per packed panel, for every ISA
 #include "kernels/f32-raddstoreexpminusmax/f32-raddstoreexpminusmax.inc"
 #undef RMAX_UKERNEL
 #undef RADDSTOREEXPMINUSMAX_UKERNEL
+
+#define VUNARY_UKERNEL(isa, op, fn) void fn(size_t, const float*, float*, const VUnaryParams*);
+#include "kernels/f32-vunary/f32-vunary.inc"
+#undef VUNARY_UKERNEL
+#define VBINARY_UKERNEL(isa, op, fn) void fn(size_t, const float*, int, const float*, int, float*);
+#include "kernels/f32-vbinary/f32-vbinary.inc"
+#undef VBINARY_UKERNEL
+#define DWCONV_UKERNEL(isa, fn, taps) void fn(size_t, size_t, const float**, const float*, float, float*, float, float);
+#include "kernels/f32-dwconv/f32-dwconv.inc"
+#undef DWCONV_UKERNEL
 
 #define CONVBAND_UKERNELS(isa, scaleshift, addstore, rsumsq)               \
   void scaleshift(size_t, const void*, int, float, float, int, float*); \

@@ -13,6 +13,7 @@
 #endif
 
 #include "dispatch.h"
+#include "ops/activation.h"
 #include "ops/gemm.h"
 #include "ops/qc8w.h"
 #include "parallel.h"
@@ -167,6 +168,8 @@ struct ConvTask {
   const float* scales;  // the group's qc8w scales [Mg] or null
   const float* bias;  // the group's [Mg] or null
   float* y;           // image n, output channel 0 of the group: [Mg, P]
+  int64_t channel0;   // the group's first output channel (for per-channel activations)
+  const Activation* act;  // or null
 };
 
 void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const ConvTask& t, const int64_t* xs,
@@ -212,11 +215,13 @@ void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const 
   }
   // y[n, p0 + i] = acc[i][n - n0]: pixel-major tile to channel-major output.
   transpose(acc, cols, pt, cols, t.y + n0 * P + p0, P);
+  if (t.act)
+    for (int64_t n = n0; n < n1; n++) activate(*t.act, t.channel0 + n, t.y + n * P + p0, (size_t)pt);
 }
 
 // conv with weights already in panels ([group][ceil(Mg/16)][K][16], float32 or float16; int8: a qc8w blob per group).
 void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tensor* bias, const Window& win,
-                 int64_t group, const Tensor& y) {
+                 int64_t group, const Tensor& y, const Activation* act) {
   const GemmConfig& cfg = gemm_config();
   check(cfg.nr == kPanelWidth, "conv: packed weights need 16-column kernels");
   const int64_t N = x.shape[0], C = x.shape[1], M = y.shape[1], Cg = C / group, Mg = M / group;
@@ -247,7 +252,8 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
       const char* group_panels = panels + gi * group_bytes;
       ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1], group_panels,
                     qc8w ? reinterpret_cast<const float*>(group_panels + qc8w_scales_offset(K, Mg)) : nullptr,
-                    bias ? bias->ptr<float>() + gi * Mg : nullptr, out + n * y.strides[0] / 4 + gi * Mg * P};
+                    bias ? bias->ptr<float>() + gi * Mg : nullptr, out + n * y.strides[0] / 4 + gi * Mg * P,
+                    gi * Mg, act && act->kind != Activation::none ? act : nullptr};
       const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
       const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
       const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);
@@ -284,7 +290,8 @@ int64_t check_conv(const Tensor& x, DType w_dtype, int64_t M, const Tensor* bias
 
 }  // namespace
 
-void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y) {
+void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group, const Tensor& y,
+          const Activation* act) {
   check(w.ndim == 5, "conv expects 5-D x, w and y (N, C, D, H, W)");
   check(w.contiguous(), "conv: weights must be contiguous");
   check(w.dtype == DType::f32 || w.dtype == DType::f16, "conv: weights must be float32 or float16");
@@ -301,11 +308,11 @@ void conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& wi
     Tensor wk = make(w.dtype, {K, Mg}, {1, K}, bytes(w) + gi * Mg * K * es);
     pack_gemm_b(wk, make(w.dtype, {group_elems}, {1}, panels.data() + gi * group_elems * es));
   }
-  conv_panels(x, panels.data(), w.dtype, bias, win, group, y);
+  conv_panels(x, panels.data(), w.dtype, bias, win, group, y, act);
 }
 
 void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor* bias, const Window& win,
-                 int64_t group, const Tensor& y) {
+                 int64_t group, const Tensor& y, const Activation* act) {
   const int64_t K = check_conv(x, panels.dtype, M, bias, win, group, y);
   const bool qc8w = panels.dtype == DType::i8;
   check(panels.contiguous() && panels.numel() == group * (qc8w ? qc8w_blob_bytes(K, M / group)
@@ -314,7 +321,7 @@ void conv_packed(const Tensor& x, const Tensor& panels, int64_t M, const Tensor*
         "(int8: group x qc8w_blob_bytes(K, M / group))");
   check(reinterpret_cast<uintptr_t>(panels.data) % 4 == 0, "conv_packed: panels must be 4-byte aligned");
   if (x.shape[0] == 0 || M == 0 || y.numel() == 0) return;
-  conv_panels(x, static_cast<const char*>(panels.data), panels.dtype, bias, win, group, y);
+  conv_panels(x, static_cast<const char*>(panels.data), panels.dtype, bias, win, group, y, act);
 }
 
 void conv_transpose(const Tensor& x, const Tensor& w, const Tensor* bias, const Window& win, int64_t group,
@@ -402,6 +409,41 @@ void pool(const std::string& op, const Tensor& x, const Window& win, bool count_
   const int64_t C = x.shape[1], Pout = g.out_pixels();
   const int64_t op_kind = op == "max" ? 0 : op == "avg" ? 1 : 2;
   float* out = y.ptr<float>();
+  if (op_kind == 0 && !indices && win.kernel[0] == 1 && win.dilations[1] == 1 && win.dilations[2] == 1) {
+    // 2-D max pooling without indices (the CNN case): each window's rows and columns clamped to the input once.
+    const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2], ws = x.strides[4] / 4;
+    const int64_t kh = win.kernel[1], kw = win.kernel[2], sh = win.strides[1], sw = win.strides[2];
+    const int64_t ph = win.pads_begin[1], pw = win.pads_begin[2], hs = x.strides[3];
+    parallel_for(x.shape[0] * C * g.out[0], 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        const int64_t od = r % g.out[0], id = od * win.strides[0] - win.pads_begin[0];
+        const char* xp = bytes(x) + (r / g.out[0] / C) * x.strides[0] + (r / g.out[0] % C) * x.strides[1] +
+                         id * x.strides[2];
+        float* o = out + r * OH * OW;
+        const bool depth_ok = id >= 0 && id < g.in[0];
+        for (int64_t oh = 0; oh < OH; oh++) {
+          const int64_t h0 = oh * sh - ph;
+          const int64_t ha = std::max<int64_t>(h0, 0), hb = depth_ok ? std::min<int64_t>(h0 + kh, H) : ha;
+          for (int64_t ow = 0; ow < OW; ow++) {
+            const int64_t w0 = ow * sw - pw;
+            const int64_t wa = std::max<int64_t>(w0, 0), wb = std::min<int64_t>(w0 + kw, W);
+            float best = -std::numeric_limits<float>::infinity();
+            bool nan = false;
+            for (int64_t ih = ha; ih < hb; ih++) {
+              const float* row = reinterpret_cast<const float*>(xp + ih * hs);
+              for (int64_t iw = wa; iw < wb; iw++) {
+                const float v = row[iw * ws];
+                best = v > best ? v : best;
+                nan |= v != v;
+              }
+            }
+            o[oh * OW + ow] = nan ? std::numeric_limits<float>::quiet_NaN() : best;
+          }
+        }
+      }
+    });
+    return;
+  }
   int64_t* idx_out = indices ? indices->ptr<int64_t>() : nullptr;
   parallel_for(x.shape[0] * C, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {

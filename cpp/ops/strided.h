@@ -43,25 +43,32 @@ struct RowWalk {
     }
   }
 
-  // row(ptrs, inner_strides, n) for every row; rows are split across threads.
+  // row(ptrs, inner_strides, n) for every row; rows are split across threads, and so are long rows (a contiguous
+  // tensor is one row): pieces of at least kPiece elements each.
   template <typename F>
   void run(const std::array<const Tensor*, N>& ts, F row) const {
+    constexpr int64_t kPiece = 16384;
     int64_t inner = shape[ndim - 1], rows = 1;
     for (int i = 0; i < ndim - 1; i++) rows *= shape[i];
     std::array<int64_t, N> inner_strides;
     for (int k = 0; k < N; k++) inner_strides[k] = strides[k][ndim - 1];
-    int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1));
-    parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; r++) {
+    const int64_t threads = num_threads();
+    const int64_t pieces = rows >= 4 * threads ? 1 : std::max<int64_t>(1, std::min(inner / kPiece, 4 * threads));
+    const int64_t piece = (inner + pieces - 1) / pieces;
+    int64_t grain = std::max<int64_t>(1, kPiece / std::max<int64_t>(std::min(inner, piece), 1));
+    parallel_for(rows * pieces, grain, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; t++) {
+        const int64_t r = t / pieces, i0 = t % pieces * piece, i1 = std::min(inner, i0 + piece);
+        if (i0 >= i1) continue;
         std::array<char*, N> p;
-        for (int k = 0; k < N; k++) p[k] = static_cast<char*>(ts[k]->data);
+        for (int k = 0; k < N; k++) p[k] = static_cast<char*>(ts[k]->data) + i0 * inner_strides[k];
         int64_t rem = r;
         for (int i = ndim - 2; i >= 0; i--) {
           int64_t idx = rem % shape[i];
           rem /= shape[i];
           for (int k = 0; k < N; k++) p[k] += idx * strides[k][i];
         }
-        row(p, inner_strides, inner);
+        row(p, inner_strides, i1 - i0);
       }
     });
   }

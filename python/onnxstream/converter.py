@@ -1,7 +1,8 @@
 """ONNX model -> onnxstream model directory (graph.json + weights.bin). The only module that imports onnx.
 
 Steps, top to bottom: load (with external data) -> check the opset -> fix input shapes -> fold constant
-subgraphs with the runtime's own ops and ONNX shape inference -> drop dead nodes -> list unsupported ops ->
+subgraphs with the runtime's own ops and ONNX shape inference -> drop dead nodes -> the rewrites of passes.PASSES,
+in order -> list unsupported ops ->
 write weights in first-read order (aligned, checksummed) and the graph, into a temp dir renamed at the end.
 """
 from __future__ import annotations
@@ -17,8 +18,7 @@ import numpy as np
 from .runtime.ops.common import contiguous
 
 from . import _core, packing
-from .fusion import fuse_attention, fuse_gelu, fuse_group_norm, fuse_row_tiles, fuse_silu
-from .fusion_conv import fuse_convs
+from .passes import ConvertGraph, run_passes
 from .graph import (ALIGN, WEIGHTS_FILE, Graph, ModelFormatError, Node, ValueInfo, Weight, load_graph, save_graph,
                     weights_header)
 from .runtime.ops import OPS, op_kwargs
@@ -81,12 +81,8 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
     _log(progress, f"folding constants ({len(nodes)} nodes)")
     nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
     nodes = _prune(nodes, outputs)
-    nodes = fuse_attention(nodes, outputs, shapes, consts)
-    nodes = fuse_group_norm(nodes, outputs, shapes, consts)
-    nodes = fuse_silu(nodes, outputs)
-    nodes = fuse_gelu(nodes, outputs, consts)
-    nodes = fuse_row_tiles(nodes, outputs, shapes, consts)
-    nodes = fuse_convs(nodes, outputs, {**{v.name: (v.shape, v.dtype) for v in inputs}, **shapes}, consts, weights)
+    shapes = {**{v.name: (v.shape, v.dtype) for v in inputs}, **shapes}
+    nodes = run_passes(ConvertGraph(nodes, outputs, shapes, consts, weights)).nodes
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
     if calibration:
@@ -462,7 +458,9 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
                 row_bytes = a.nbytes // a.shape[0] * np.dtype(store).itemsize // a.dtype.itemsize
                 w.rows_per_block = max(1, ROW_BLOCK_BYTES // max(row_bytes, 1))
             if name in gemm_operands:
-                packing.mark(w, gemm_operands[name], int8=weights_format == "int8")
+                int8 = weights_format == "int8" and \
+                    packing.int8_column_error(a, gemm_operands[name]) <= packing.INT8_MAX_COLUMN_ERROR
+                packing.mark(w, gemm_operands[name], int8=int8)
                 if name not in row_tiled:
                     packing.split_columns(w, 4 * packing.COLUMN_BLOCK_BYTES if name in fused_conv_w else 0)
             weights.append(w)

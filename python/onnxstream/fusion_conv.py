@@ -51,6 +51,8 @@ def _as_fused(conv: Node, shapes, consts):
         return None
     if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "") or _shape(shapes, conv.outputs[0]) is None:
         return None
+    if conv.attrs.get("activation") or (w.shape[1] == 1 and int(conv.attrs.get("group", 1)) == w.shape[0] > 1):
+        return None  # an activation epilogue (passes/activations.py) or depthwise (ops/dwconv.h): plain Conv only
     attrs = {"kernel_shape": list(w.shape[2:]), "pads": [int(p) for p in conv.attrs.get("pads", [0, 0, 0, 0])],
              "strides": [int(s) for s in conv.attrs.get("strides", [1, 1])],
              "dilations": [int(d) for d in conv.attrs.get("dilations", [1, 1])],

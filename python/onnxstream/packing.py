@@ -72,12 +72,36 @@ def packable(nodes) -> dict[str, tuple]:
     return {name: next(iter(u)) for name, u in uses.items() if len(u) == 1 and None not in u}
 
 
+# --weights int8 keeps a weight in float16 when per-column symmetric int8 would lose more than this in its worst
+# output channel: the quantization error relative to the column's norm without its largest weight (a column with
+# an outlier quantizes everything else to a few levels, or to zero: one 1x1 conv of an OCR recognizer lost 0.32
+# relative L2 at the model's output). Gaussian-like columns lose about 0.01.
+INT8_MAX_COLUMN_ERROR = 0.03
+
+
+def int8_column_error(a: np.ndarray, use: tuple) -> float:
+    """The worst output channel's int8 error (as pack_gemm_b_qc8w quantizes), relative to that column's norm
+    without its largest weight."""
+    kind, arg = use
+    if kind == "conv":
+        b = a.reshape(a.shape[0], -1).T.astype(np.float64)          # [K, M]: columns are output channels
+    else:
+        b = (a.T if arg else a).astype(np.float64)
+    scale = np.abs(b).max(axis=0) / 127
+    scale = np.where(scale > 0, scale, 1.0)
+    err = np.sqrt(((b - np.clip(np.round(b / scale), -127, 127) * scale) ** 2).sum(axis=0))
+    norm = np.sqrt(np.maximum((b ** 2).sum(axis=0) - (b ** 2).max(axis=0, initial=0.0), 0.0))  # without the largest
+    return float(np.max(np.where(norm > 0, err / np.maximum(norm, 1e-300), 0.0), initial=0.0))
+
+
 def mark(w, use: tuple, int8: bool = False) -> None:
     """Give the weight-table entry w (graph.Weight, ONNX shape and stored dtype set) the packed layout when it fits;
     with int8, the qc8w layout (dtype int8) instead."""
     kind, arg = use
     if w.dtype not in ("float32", "float16"):
         return
+    if kind == "conv" and arg > 1 and arg == w.shape[0] and w.shape[1] == 1 and len(w.shape) <= 4:
+        return  # depthwise: the f32-dwconv kernels read [C, taps] as the ONNX tensor has it
     if kind == "conv" and len(w.shape) >= 3 and w.shape[0] % arg == 0:
         w.k, w.n = int(np.prod(w.shape[1:])), w.shape[0] // arg
     elif kind == "gemm" and len(w.shape) == 2:

@@ -74,7 +74,8 @@ bool check_unary(const char* op, double (*ref)(double), float lo, float hi) {
   const size_t n = 1037;  // odd length: exercises vector bodies and scalar tails
   auto x = randoms(n, lo, hi, 7);
   std::vector<float> y(n);
-  unary(op, view(DType::f32, {(int64_t)n}, x.data()), view(DType::f32, {(int64_t)n}, y.data()), 0.0f, 0.0f);
+  unary((UnaryOp)unary_code(op), view(DType::f32, {(int64_t)n}, x.data()), view(DType::f32, {(int64_t)n}, y.data()), 0.0f,
+        0.0f);
   for (size_t i = 0; i < n; i++)
     if (!close(y[i], ref(x[i]), 2e-6, 1e-6, op, i)) return false;
   return true;
@@ -98,7 +99,7 @@ bool check_binary(const char* op, double (*ref)(double, double)) {
   std::vector<float> y(R * C);
   Tensor ta = view(DType::f32, {R, C}, a.data()), tb = view(DType::f32, {R, C}, b.data());
   tb.strides[0] = 0;
-  binary(op, ta, tb, view(DType::f32, {R, C}, y.data()));
+  binary((BinaryOp)binary_code(op), ta, tb, view(DType::f32, {R, C}, y.data()));
   for (int64_t i = 0; i < R * C; i++)
     if (!close(y[i], ref(a[i], b[i % C]), 1e-6, 1e-7, op, i)) return false;
   // transposed view of a as [C, R]: every row is strided; b broadcast along axis 1 and scalar-like
@@ -108,7 +109,7 @@ bool check_binary(const char* op, double (*ref)(double, double)) {
   Tensor bs = view(DType::f32, {C, R}, b.data());
   bs.strides[0] = 4;
   bs.strides[1] = 0;
-  binary(op, at, bs, view(DType::f32, {C, R}, y.data()));
+  binary((BinaryOp)binary_code(op), at, bs, view(DType::f32, {C, R}, y.data()));
   for (int64_t c = 0; c < C; c++)
     for (int64_t r = 0; r < R; r++)
       if (!close(y[c * R + r], ref(a[r * C + c], b[c]), 1e-6, 1e-7, op, c * R + r)) return false;

@@ -1,10 +1,10 @@
 // f32-convband AVX2+FMA+F16C: 8 lanes, fp16 widened/narrowed with vcvtph2ps/vcvtps2ph (round to nearest even),
-// SiLU through exp(-|v|) with the softmax kernels' rr2-p5 exp; tails through the scalar kernels.
+// SiLU from the f32-vunary kernels (silu8); tails through the scalar kernels.
 #include <immintrin.h>
 
 #include <cstdint>
 
-#include "kernels/f32-raddstoreexpminusmax/f32-exp-avx2-fma.h"
+#include "kernels/f32-vunary/f32-vunary-avx2-fma.h"  // silu8: the one AVX2 SiLU
 #include "kernels/microkernels.h"
 
 namespace onnxstream {
@@ -12,15 +12,6 @@ namespace onnxstream {
 static inline __m256 load8(const void* x, int x_f16, size_t i) {
   return x_f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(static_cast<const uint16_t*>(x) + i)))
                : _mm256_loadu_ps(static_cast<const float*>(x) + i);
-}
-
-// v * sigmoid(v), sigmoid from e = exp(-|v|): 1 / (1 + e) for v >= 0, e / (1 + e) below.
-static inline __m256 silu8(__m256 v) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256 e = exp_rr2_p5(_mm256_or_ps(v, sign));
-  const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
-  const __m256 num = _mm256_blendv_ps(_mm256_set1_ps(1.0f), e, v);  // sign bit of v picks e
-  return _mm256_mul_ps(v, _mm256_div_ps(num, d));
 }
 
 void f32_vscaleshift_ukernel__avx2_fma(size_t n, const void* x, int x_f16, float a, float b, int act, float* y) {

@@ -1,7 +1,8 @@
 """Session: runs a converted model node by node, streaming each weight from disk when its node runs.
 
 Opening a session reads graph.json only. run() starts the weight reader on the run's read order (it prefetches
-ahead within a byte budget), then for each node: fetch inputs, call OPS[node.op], store outputs, and drop every
+ahead within a byte budget; a model whose weights fit the resident budget keeps them after its first run), then
+for each node: fetch inputs, call OPS[node.op], store outputs, and drop every
 value whose last reader has run, so memory holds live activations plus the weights in flight.
 """
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .ops.common import cast
 from .panels import PanelBlocks, Panels
 
 DEFAULT_PREFETCH_BYTES = 16 << 20  # enough to overlap reading with compute; more only costs RAM
+# A model whose streamed weights total at most this keeps them in memory after the first run instead of reading
+# them again every run (a 1 MB voice model or a 70 MB sentence encoder); bigger models (SD's networks) stream.
+DEFAULT_RESIDENT_BYTES = 128 << 20
 
 
 class InputError(ValueError):
@@ -30,7 +34,7 @@ class InputError(ValueError):
 
 class Session:
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None,
-                 prefetch_bytes: int = DEFAULT_PREFETCH_BYTES):
+                 prefetch_bytes: int = DEFAULT_PREFETCH_BYTES, resident_bytes: int = DEFAULT_RESIDENT_BYTES):
         self.model_dir = Path(model_dir)
         self.graph: Graph = load_graph(self.model_dir)  # checked field by field (format_check.py)
         _core.set_num_threads(threads or 0)
@@ -62,6 +66,10 @@ class Session:
             if i < len(self.graph.nodes):
                 self._frees[i].append(name)
         self._calls = [self._bind(node) for node in self.graph.nodes]
+        # Resident weights: all or nothing, so the budget never splits a model between memory and disk.
+        streamed = sum(w.nbytes for w in weights if not w.rows_per_block)
+        self._keep_resident = 0 < streamed <= resident_bytes
+        self._resident: dict[str, object] = {}
         self._debug = int(os.environ.get("ONNXSTREAM_DEBUG", "0") or 0)
         self.observer = None   # observer(node, values) after each node (convert-time calibration: fp16_range.py)
         # One run at a time per session (the weight reader streams one run's read order); a second thread's run
@@ -89,6 +97,15 @@ class Session:
         return OPS[node.op], op_kwargs(node.op, node.attrs, len(node.outputs), self.graph.opset)
 
     def _weight(self, name: str, op: str) -> np.ndarray:
+        kept = self._resident.get(name)
+        if kept is not None:
+            return kept
+        array = self._read_weight(name, op)
+        if self._keep_resident and not self._weights[name].cols_per_block:
+            self._resident[name] = array
+        return array
+
+    def _read_weight(self, name: str, op: str) -> np.ndarray:
         w = self._weights[name]
         ids = self._item_ids[name]
         if w.cols_per_block:  # read block by block while the op runs
@@ -122,8 +139,8 @@ class Session:
         """An input of node i that dies here and that nothing else references: the op may write its result over it
         (a residual Add at SD1.5's 64x64 level then needs no third 10 MB buffer)."""
         for j, name in enumerate(node.inputs):
-            if name not in self._frees[i] or not isinstance(args[j], np.ndarray):
-                continue
+            if name not in self._frees[i] or name not in values or not isinstance(args[j], np.ndarray):
+                continue  # (weights are never written over: resident ones serve the next run)
             if not (args[j].flags.writeable and args[j].flags.c_contiguous):
                 continue
             # References to the array: values, args and getrefcount's argument; to a view's base: the view's, the
@@ -167,7 +184,8 @@ class Session:
         values: dict[str, np.ndarray] = dict(self.graph.constants)
         values.update(self._check_feeds(feeds))
         if self._reader:
-            self._reader.start(self._read_order)
+            resident = {i for n in self._resident for i in self._item_ids[n]}
+            self._reader.start([i for i in self._read_order if i not in resident])
         numpy_allocator = _core.start_array_cache()  # freed activations reused, not page-faulted in afresh
         try:
             for i, node in enumerate(self.graph.nodes):

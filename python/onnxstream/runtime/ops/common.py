@@ -35,16 +35,33 @@ def output(shape, dtype, out: np.ndarray | None) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+_UNARY_CODES: dict[str, int] = {}
+
+
+def unary_code(op: str) -> int:
+    """The C++ core's code for a unary op name (resolved once per name; a call then compares no strings)."""
+    code = _UNARY_CODES.get(op)
+    if code is None:
+        code = _UNARY_CODES[op] = _core.unary_code(op)
+    return code
+
+
 def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0, out=None) -> np.ndarray:
     y = output(x.shape, x.dtype, out)
-    _core.unary(op, x, y, float(alpha), float(beta))
+    _core.unary(unary_code(op), x, y, float(alpha), float(beta))
     return y
+
+
+_BINARY_CODES: dict[str, int] = {}
 
 
 def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None, out=None) -> np.ndarray:
     shape = np.broadcast_shapes(a.shape, b.shape)
     y = output(shape, np.dtype(out_dtype or a.dtype), out)
-    _core.binary(op, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
+    code = _BINARY_CODES.get(op)
+    if code is None:
+        code = _BINARY_CODES[op] = _core.binary_code(op)
+    _core.binary(code, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
     return y
 
 

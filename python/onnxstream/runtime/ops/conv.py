@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import _core
 from ..panels import PACKED
-from .common import cast, contiguous
+from .common import cast, contiguous, unary_code
 
 
 def _float(x: np.ndarray, what: str) -> np.ndarray:
@@ -99,7 +99,10 @@ def _kernel(kernel_shape, W_or_none, n: int) -> list[int]:
 
 # ---------------------------------------------------------------- convolution
 
-def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+def Conv(X, W, B=None, slope=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+         strides=None, activation="", activation_alpha=0.0, activation_beta=0.0):
+    """ONNX Conv; `activation` (with its alpha/beta, and `slope`, a 4th input, for prelu) is the epilogue that the
+    converter's fuse_activation pass folds in: relu, clip, leaky_relu, hard_sigmoid, hard_swish, sigmoid, silu."""
     n = _spatial(X, "Conv")
     X = _float(X, "Conv input")
     if W.ndim != X.ndim:
@@ -115,16 +118,25 @@ def Conv(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=
         raise ValueError(f"Conv input has {X.shape[1]} channels, weight expects {W.shape[1]} x group {group}")
     y = np.empty((X.shape[0], W.shape[0], *out), np.float32)
     bias = None if B is None else contiguous(_float(B, "Conv bias")).reshape(-1)
+    act = {"activation": activation, "alpha": float(activation_alpha), "beta": float(activation_beta),
+           "slope": None if slope is None else contiguous(_float(slope, "Conv slope")).reshape(-1)}
     window = (_three(kernel, 1), _three(strides, 1), _three(begin, 0), _three(end, 0), _three(dilations, 1))
-    if isinstance(W, PACKED):  # a constant weight packed at convert time, maybe in column blocks
+    if act["slope"] is not None and act["slope"].size != W.shape[0]:
+        raise ValueError(f"Conv prelu slope must have one value per output channel, got {act['slope'].size}")
+    if group == X.shape[1] == W.shape[0] and n <= 2 and not isinstance(W, PACKED):  # depthwise
+        w = contiguous(_float(W, "Conv weight")).reshape(W.shape[0], -1)
+        X5 = _to5d(X)
+        _core.dwconv(X5 if X5.strides[-1] == 4 else contiguous(X5), w, bias, *window, _to5d(y), **act)
+    elif isinstance(W, PACKED):  # a constant weight packed at convert time, maybe in column blocks
         y5 = _to5d(y)
         for n0, n1, panels in W.blocks():  # columns per group; only single-group weights come in several blocks
             m0, m1 = n0 * group, n1 * group
+            a = dict(act, slope=None if act["slope"] is None else act["slope"][m0:m1])
             _core.conv_packed(_to5d(X), panels, m1 - m0, None if bias is None else bias[m0:m1], *window, int(group),
-                              y5[:, m0:m1])
+                              y5[:, m0:m1], **a)
             del panels  # before the next block is read
     else:
-        _core.conv(_to5d(X), _to5d(contiguous(W)), bias, *window, int(group), _to5d(y))
+        _core.conv(_to5d(X), _to5d(contiguous(W)), bias, *window, int(group), _to5d(y), **act)
     return y
 
 
@@ -179,8 +191,11 @@ def _pool(op: str, X, auto_pad, ceil_mode, dilations, kernel_shape, pads, stride
 
 
 def MaxPool(X, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None, storage_order=0,
-            strides=None):
-    y, indices = _pool("MaxPool", X, auto_pad, ceil_mode, dilations, kernel_shape, pads, strides, want_indices=True)
+            strides=None, _num_results=2):
+    want = _num_results > 1   # the indices only when the node has that output (passes/unused_outputs.py)
+    y, indices = _pool("MaxPool", X, auto_pad, ceil_mode, dilations, kernel_shape, pads, strides, want_indices=want)
+    if not want:
+        return y
     if storage_order == 1:
         # Column-major index within each image plane, as ONNX defines it: h + w*H (+ d*H*W for 3-D).
         spatial = X.shape[2:]
@@ -210,8 +225,17 @@ def _global(op: str, X, p=2):
     return _pool(op, X, "VALID", 0, None, X.shape[2:], None, None, 0, p)[0]
 
 
-def GlobalAveragePool(X): return _global("AveragePool", X)
-def GlobalMaxPool(X): return _global("MaxPool", X)
+def _global_reduce(op: str, X):
+    """Mean / max over each channel's plane: a row reduction of the contiguous [N * C, pixels] view."""
+    X = contiguous(_float(X, f"Global{op} input"))
+    _spatial(X, f"Global{op}")
+    y = np.empty(X.shape[:2] + (1,) * (X.ndim - 2), np.float32)
+    _core.reduce("mean" if op == "AveragePool" else "max", X.reshape(X.shape[0] * X.shape[1], -1, 1), y.reshape(-1, 1))
+    return y
+
+
+def GlobalAveragePool(X): return _global_reduce("AveragePool", X)
+def GlobalMaxPool(X): return _global_reduce("MaxPool", X)
 def GlobalLpPool(X, p=2): return _global("LpPool", X, p)
 
 
@@ -245,7 +269,7 @@ def CausalConvWithState(input, weight, bias=None, past_state=None, activation="n
     padded = np.concatenate([past, input], axis=2)
     y = Conv(padded, weight, bias, group=c)
     if activation != "none":
-        _core.unary("silu", y, y, 0.0, 0.0)
+        _core.unary(unary_code("silu"), y, y, 0.0, 0.0)
     return y, contiguous(padded[:, :, padded.shape[2] - (k - 1):])
 
 

@@ -6,7 +6,7 @@ from functools import reduce
 import numpy as np
 
 from ... import _core
-from .common import binary, cast, contiguous, onnx_dtype, unary
+from .common import binary, cast, contiguous, onnx_dtype, unary, unary_code
 
 
 # ---------------------------------------------------------------- arithmetic and comparison
@@ -16,7 +16,10 @@ def Sub(A, B, _out=None): return binary("sub", A, B, out=_out)
 def Mul(A, B, _out=None): return binary("mul", A, B, out=_out)
 def Div(A, B, _out=None): return binary("div", A, B, out=_out)
 def Mod(A, B, fmod=0): return binary("fmod" if fmod else "mod", A, B)
-def Pow(X, Y): return binary("pow", X, cast(Y, X.dtype))
+def Pow(X, Y):
+    if X.dtype == np.float32 and Y.size == 1 and float(Y.reshape(-1)[0]) == 2.0:
+        return binary("mul", X, X)   # exact, like pow(x, 2), and vectorized (spectrograms, norms)
+    return binary("pow", X, cast(Y, X.dtype))
 def PRelu(X, slope): return binary("prelu", X, slope)
 def Equal(A, B): return binary("equal", A, B, np.bool_)
 def Less(A, B): return binary("less", A, B, np.bool_)
@@ -105,7 +108,7 @@ def Shrink(input, bias=0.0, lambd=0.5):
 
 def IsNaN(X):
     y = np.empty(X.shape, np.bool_)
-    _core.unary("isnan", X, y, 0.0, 0.0)
+    _core.unary(unary_code("isnan"), X, y, 0.0, 0.0)
     return y
 
 
@@ -115,7 +118,7 @@ def IsInf(X, detect_negative=1, detect_positive=1):
     if not detect_negative and not detect_positive:
         y[...] = False
         return y
-    _core.unary(op, X, y, 0.0, 0.0)
+    _core.unary(unary_code(op), X, y, 0.0, 0.0)
     return y
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from .common import contiguous, unary
+from .common import contiguous, unary, unary_code
 
 
 def _as_4d(x: np.ndarray, lead: tuple, tail: tuple, any_strides: bool = False) -> np.ndarray:
@@ -41,7 +41,7 @@ def FusedGroupNorm(X, scale, bias, num_groups, epsilon=1e-5, activation=""):
     _core.group_norm(contiguous(X).reshape(n, c, -1), scale, bias, num_groups, float(epsilon),
                      y.reshape(n, c, -1))
     if activation == "silu":
-        _core.unary("silu", y, y, 0.0, 0.0)
+        _core.unary(unary_code("silu"), y, y, 0.0, 0.0)
     return y
 
 

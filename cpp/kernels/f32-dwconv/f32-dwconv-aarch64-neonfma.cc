@@ -1,0 +1,9 @@
+// f32-dwconv aarch64-neonfma (f32-dwconv-neon.h).
+#include "kernels/f32-dwconv/f32-dwconv-neon.h"
+#include "kernels/microkernels.h"
+
+namespace onnxstream {
+
+ONNXSTREAM_NEON_DWCONV_KERNELS(aarch64_neonfma)
+
+}  // namespace onnxstream
