@@ -2,9 +2,10 @@
 input) and its ONNX attributes as keyword arguments, and return one array or a tuple of arrays."""
 import inspect
 
-from . import conv, elementwise, fused, fused_conv, linalg, norm, reduce, resize, shape
+from . import control, conv, elementwise, fused, fused_conv, linalg, norm, reduce, resize, sequence, shape
 
-OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused, fused_conv)
+OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused, fused_conv, control,
+                               sequence)
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
 
 # Ops that can write their result over a dead input the executor hands them as _out (same shape and dtype).
