@@ -2,17 +2,17 @@
 input) and its ONNX attributes as keyword arguments, and return one array or a tuple of arrays."""
 import inspect
 
-from . import control, conv, elementwise, fused, fused_conv, linalg, norm, reduce, resize, sequence, shape
+from . import control, conv, elementwise, fused, fused_conv, linalg, norm, recurrent, reduce, resize, sequence, shape
 
 OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused, fused_conv, control,
-                               sequence)
+                               sequence, recurrent)
        for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
 
 # Ops that can write their result over a dead input the executor hands them as _out (same shape and dtype).
 IN_PLACE_OPS = {name for name, fn in OPS.items() if "_out" in inspect.signature(fn).parameters}
 
 # Ops whose weight input may stay float16: their kernels convert it on the fly.
-FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled", "FusedConv"}
+FLOAT16_WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "FusedRowTiled", "FusedConv", "LSTM", "GRU", "RNN"}
 
 
 def op_kwargs(op: str, attrs: dict, num_outputs: int, opset: int) -> dict:
