@@ -20,7 +20,9 @@ void activate(const RnnActivation& a, float clip, float* v, int64_t n) {
     for (int64_t i = 0; i < n; i++) v[i] = std::min(std::max(v[i], -clip), clip);
   const float al = a.alpha, be = a.beta;
   switch (a.op) {
-    case RnnAct::sigmoid: for (int64_t i = 0; i < n; i++) v[i] = 1.0f / (1.0f + std::exp(-v[i])); break;
+    case RnnAct::sigmoid:  // (inputs clamped so exp never makes a denormal: saturated gates would crawl)
+      for (int64_t i = 0; i < n; i++) v[i] = 1.0f / (1.0f + std::exp(-std::min(std::max(v[i], -80.0f), 80.0f)));
+      break;
     case RnnAct::tanh: for (int64_t i = 0; i < n; i++) v[i] = std::tanh(v[i]); break;
     case RnnAct::relu: for (int64_t i = 0; i < n; i++) v[i] = std::max(v[i], 0.0f); break;
     case RnnAct::affine: for (int64_t i = 0; i < n; i++) v[i] = al * v[i] + be; break;
