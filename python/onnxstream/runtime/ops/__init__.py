@@ -2,11 +2,18 @@
 input) and its ONNX attributes as keyword arguments, and return one array or a tuple of arrays."""
 import inspect
 
-from . import control, conv, elementwise, fused, fused_conv, linalg, norm, recurrent, reduce, resize, sequence, shape
+from . import (control, conv, elementwise, fused, fused_conv, linalg, norm, quantized, quantized_contrib, recurrent,
+               reduce, resize, sequence, shape)
+
+
+def _ops(module) -> dict:
+    return {name: fn for name, fn in vars(module).items()
+            if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
+
 
 OPS = {name: fn for module in (elementwise, shape, reduce, norm, linalg, conv, resize, fused, fused_conv, control,
-                               sequence, recurrent)
-       for name, fn in vars(module).items() if name[:1].isupper() and callable(fn) and fn.__module__ == module.__name__}
+                               sequence, recurrent, quantized) for name, fn in _ops(module).items()}
+OPS.update({f"com.microsoft.{name}": fn for name, fn in _ops(quantized_contrib).items()})  # onnxruntime's domain
 
 # Ops that can write their result over a dead input the executor hands them as _out (same shape and dtype).
 IN_PLACE_OPS = {name for name, fn in OPS.items() if "_out" in inspect.signature(fn).parameters}

@@ -180,6 +180,10 @@ def _pool(op: str, X, auto_pad, ceil_mode, dilations, kernel_shape, pads, stride
 
 def MaxPool(X, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None, storage_order=0,
             strides=None):
+    if X.dtype in (np.uint8, np.int8):  # QOperator models pool 8-bit values: exact in float32
+        y, indices = MaxPool(X.astype(np.float32), auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order,
+                             strides)
+        return y.astype(X.dtype), indices
     y, indices = _pool("MaxPool", X, auto_pad, ceil_mode, dilations, kernel_shape, pads, strides, want_indices=True)
     if storage_order == 1:
         # Column-major index within each image plane, as ONNX defines it: h + w*H (+ d*H*W for 3-D).
