@@ -13,7 +13,6 @@
 #include "ops/gemm.h"
 #include "ops/norm.h"
 #include "ops/qc8w.h"
-#include "ops/qgemm.h"
 #include "ops/recurrent.h"
 #include "ops/reduce.h"
 #include "ops/resize.h"
@@ -255,11 +254,6 @@ PYBIND11_MODULE(_core, m) {
     MaybeTensor tb(bias);
     py::gil_scoped_release nogil;
     matmul_packed(ta, tp, K, N, tb.get(), ty);
-  });
-  m.def("qgemm", [](py::array a, py::array a_zp, py::array w, py::array w_zp, py::array y) {
-    Tensor ta = view(a), taz = view(a_zp), tw = view(w), twz = view(w_zp), ty = out_view(y);
-    py::gil_scoped_release nogil;
-    qgemm(ta, taz, tw, twz, ty);
   });
   m.def("matmul_int", [](py::array a, py::array w, py::array y) {
     Tensor ta = view(a), tw = view(w), ty = out_view(y);

@@ -272,3 +272,25 @@ def test_nested_graph_format(tmp_path):
     assert [n["op"] for n in body["nodes"]] == ["MatMul", "Add", "Tanh", "Identity"]
     graph = load_graph(out)
     assert [n.op for n in graph.nodes[0].attrs["body"].nodes] == ["MatMul", "Add", "Tanh", "Identity"]
+
+
+def test_sequence_ops_inside_a_graph(tmp_path):
+    """SplitToSequence -> SequenceErase / SequenceInsert / SequenceAt / SequenceLength -> ConcatFromSequence, the
+    sequences never at the graph boundary (which takes tensors only)."""
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("SplitToSequence", ["x", "sizes"], ["s"], axis=1),
+             helper.make_node("SequenceErase", ["s", "one"], ["s2"]),
+             helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("SequenceInsert", ["s2", "r", "zero"], ["s3"]),
+             helper.make_node("SequenceAt", ["s3", "minus_one"], ["last"]),
+             helper.make_node("SequenceLength", ["s3"], ["n"]),
+             helper.make_node("ConcatFromSequence", ["s3"], ["cat"], axis=1),
+             helper.make_node("SplitToSequence", ["x"], ["pieces"], axis=0, keepdims=0),
+             helper.make_node("ConcatFromSequence", ["pieces"], ["stacked"], axis=1, new_axis=1),
+             helper.make_node("SequenceConstruct", ["x", "r"], ["pair"]),
+             helper.make_node("ConcatFromSequence", ["pair"], ["both"], axis=0)]
+    outs = [helper.make_tensor_value_info(n, t, None) for n, t in
+            (("last", F), ("n", TensorProto.INT64), ("cat", F), ("stacked", F), ("both", F))]
+    m = model(nodes, [helper.make_tensor_value_info("x", F, [3, 7])], outs,
+              [i64("sizes", [2, 4, 1]), i64("one", 1), i64("zero", 0), i64("minus_one", -1)])
+    convert_and_compare(m, {"x": np.linspace(-1, 1, 21, dtype=np.float32).reshape(3, 7)}, tmp_path)

@@ -1,14 +1,17 @@
 """Quantized ONNX ops as onnxruntime's quantization tools write them: QuantizeLinear / DequantizeLinear (per tensor,
 per axis, blocked), DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv.
 
-Integer products are exact (int32, cpp/ops/qgemm.h). Requantization follows onnxruntime's arithmetic: the float32
-multiplier (x_scale * w_scale) / y_scale, then round half to even, add the zero point, saturate."""
+Integer products are exact and run on the float32 GEMM: 8-bit values minus their zero points are integers of at
+most 9 bits, and a float32 sum of integer products is exact while every partial sum stays below 2^24, so K is cut
+into chunks short enough for that bound (usually one chunk) and the chunks' sums are added in int32.
+Requantization follows onnxruntime's arithmetic: the float32 multiplier (x_scale * w_scale) / y_scale, then round
+half to even, add the zero point, saturate."""
 from __future__ import annotations
 
 import numpy as np
 
 from ... import _core
-from .common import axis_index, contiguous, onnx_dtype
+from .common import axis_index, onnx_dtype
 from .conv import _ints, _spatial, _window
 
 
@@ -87,6 +90,24 @@ def DynamicQuantizeLinear(x):
     return _quantize(x, scale, zp, np.uint8), np.array(scale, np.float32), np.array(zp, np.uint8)
 
 
+EXACT_SUM = float(1 << 24)  # float32 holds every integer up to this exactly
+
+
+def _exact_matmul(a: np.ndarray, a_zp: np.ndarray, b: np.ndarray, b_zp: np.ndarray) -> np.ndarray:
+    """[B, M, K] 8-bit minus a_zp [M] @ [B, K, N] 8-bit minus b_zp [B, N] -> int32 [B, M, N], exact."""
+    af = a.astype(np.float32) - a_zp.astype(np.float32)[:, None]          # integers in [-255, 255]
+    bf = b.astype(np.float32) - b_zp.astype(np.float32)[:, None, :]
+    K = a.shape[2]
+    bound = float(np.abs(af).max(initial=0)) * float(np.abs(bf).max(initial=0))  # largest |product|
+    chunk = K if bound * K < EXACT_SUM else max(1, int(EXACT_SUM // bound) - 1)
+    y = np.zeros(a.shape[:2] + (b.shape[2],), np.int32)
+    part = np.empty(y.shape, np.float32)
+    for k0 in range(0, K, chunk):
+        _core.matmul(af[:, :, k0:k0 + chunk], bf[:, k0:k0 + chunk], None, part)
+        y += part.astype(np.int32)
+    return y
+
+
 def _matmul_integer(A, B, a_zp, b_zp) -> np.ndarray:
     """numpy.matmul of 8-bit tensors minus their zero points, in int32. a_zp: one value or one per row of A;
     b_zp: one value, one per column of B, or per batch and column ([..., 1, N])."""
@@ -105,9 +126,7 @@ def _matmul_integer(A, B, a_zp, b_zp) -> np.ndarray:
     if b_zp.ndim >= 2:  # [..., 1, N]: per batch and column
         b_zp = b_zp.reshape(b_zp.shape[:-2] + (N,))
     bz = np.broadcast_to(b_zp if b_zp.size > 1 else b_zp.reshape(()), batch + (N,)).reshape(nb, N)
-    y = np.empty((nb, M, N), np.int32)
-    _core.qgemm(a3, az, b3, bz, y)
-    y = y.reshape(batch + (M, N))
+    y = _exact_matmul(a3, az, b3, bz).reshape(batch + (M, N))
     if A.ndim == 1:
         y = y[..., 0, :]
     if B.ndim == 1:
@@ -153,11 +172,9 @@ def _conv_integer(x, w, x_zp, w_zp, auto_pad, dilations, group, kernel_shape, pa
     y = np.empty((N, M, P), np.int32)
     Mg, K = M // group, cols.shape[2]
     for g in range(group):
-        wg = w[g * Mg:(g + 1) * Mg].reshape(1, Mg, K)
-        yg = np.empty((N, Mg, P), np.int32)
-        _core.qgemm(np.broadcast_to(wg, (N, Mg, K)), contiguous(w_zp[g * Mg:(g + 1) * Mg]), cols[:, g],
-                    np.broadcast_to(np.array(x_zp, np.int32), (N, P)), yg)
-        y[:, g * Mg:(g + 1) * Mg] = yg
+        wg = np.broadcast_to(w[g * Mg:(g + 1) * Mg].reshape(1, Mg, K), (N, Mg, K))
+        y[:, g * Mg:(g + 1) * Mg] = _exact_matmul(wg, w_zp[g * Mg:(g + 1) * Mg], cols[:, g],
+                                                  np.broadcast_to(np.array(x_zp, np.int32), (N, P)))
     return y.reshape((N, M) + tuple(out))
 
 
