@@ -28,6 +28,15 @@ def _dtype_ok(value) -> bool:
     return isinstance(value, np.ndarray) and value.dtype in DTYPES
 
 
+def _nodes(graph):
+    import onnx
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(a.g)
+
+
 def skip_reason(case) -> str | None:
     """Why a case does not apply to onnxstream, or None if it must pass."""
     import onnx
@@ -35,11 +44,11 @@ def skip_reason(case) -> str | None:
     opset = {o.domain or "": o.version for o in model.opset_import}.get("", 0)
     if opset < MIN_OPSET:
         return f"opset {opset} < {MIN_OPSET}"
-    for node in model.graph.node:
+    for node in _nodes(model.graph):  # (inside If/Loop/Scan bodies too)
         if node.domain not in ("", "ai.onnx") or node.op_type not in OPS:
             return f"op {node.op_type} not supported"
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            return "subgraph attribute"
+        if any(a.type == onnx.AttributeProto.GRAPHS for a in node.attribute):
+            return "list-of-graphs attribute"
     for inputs, outputs in case.data_sets:
         for v in list(inputs) + list(outputs):
             if not _dtype_ok(v):
