@@ -35,7 +35,8 @@ def node_cases(ops: set[str]):
     for c in all_cases():
         if not ({n.op_type for n in c.model.graph.node} & ops):
             continue
-        tensors = all(isinstance(v, np.ndarray) for ins, outs in c.data_sets for v in list(ins) + list(outs))
+        tensors = all(isinstance(v, (np.ndarray, np.generic))  # (some cases hold 0-d numpy scalars)
+                      for ins, outs in c.data_sets for v in list(ins) + list(outs))
         (run if tensors else skipped).append(c)
     return run, skipped
 
