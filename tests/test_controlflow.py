@@ -45,7 +45,8 @@ CONTROL = {"If", "Loop", "Scan"}
 CASES, SKIPPED = node_cases(CONTROL)
 # Cases whose data the engine cannot take, with the reason (the rest must pass).
 NOT_RUN = {
-    "test_scan_sum": "opset-8 Scan (batch axis): version_converter's upgrade drops the batch axis the data has",
+    "test_scan_sum": "opset-8 Scan (batch axis): version_converter's upgrade drops the batch axis the data has; "
+                     "test_scan8_semantics runs the op on the case's data",
     "test_range_bfloat16_type_positive_delta_expanded": "bfloat16 tensors",
 }
 
@@ -63,6 +64,24 @@ def test_control_flow_node_case(case, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run_case(upgraded(case), tmp_path)
+
+
+def test_scan8_semantics():
+    """Scan of opset 8 (batch axis, optional lengths) on test_scan_sum's data. The converter takes opset 13 and up
+    here, so the op is called directly with the case's body (sum_out = sum_in + next; scan_out = sum_out)."""
+    from onnxstream.graph import ValueInfo
+    from onnxstream.runtime.ops.control import Scan
+    (case,) = [c for c in all_cases() if c.name == "test_scan_sum"]
+    body = lambda s, x: (s + x, s + x)  # noqa: E731
+    body.outputs = [ValueInfo("sum_out", [2], "float32"), ValueInfo("scan_out", [2], "float32")]
+    for inputs, expected in case.data_sets:
+        got = Scan(None, *inputs, body=body, num_scan_inputs=1, _opset=8)
+        for g, w in zip(got, expected):
+            np.testing.assert_allclose(g, w, rtol=1e-6)
+        lens = np.array([2] * inputs[0].shape[0], np.int64)  # shorter sequences: outputs past them are 0
+        short = Scan(lens, *inputs, body=body, num_scan_inputs=1, _opset=8)
+        np.testing.assert_allclose(short[1][:, :2], expected[1][:, :2], rtol=1e-6)
+        assert not short[1][:, 2:].any()
 
 
 # ---------------------------------------------------------------- helpers

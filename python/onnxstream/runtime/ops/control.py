@@ -35,8 +35,10 @@ def Loop(M, cond, *v_initial, body):
 
 
 def Scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_directions=None, scan_output_axes=None,
-         scan_output_directions=None):
+         scan_output_directions=None, directions=None, _opset=None):
     """(*state, *scan) = body(*state, *slices of the scan inputs) along their axes; returns (*state, *stacked)."""
+    if _opset is not None and _opset < 9:
+        return _scan8(inputs, body, num_scan_inputs, directions)
     n_state = len(inputs) - num_scan_inputs
     xs = inputs[n_state:]
     in_axes = [axis_index(a, x.ndim) for a, x in zip(scan_input_axes or [0] * len(xs), xs)]
@@ -60,6 +62,27 @@ def Scan(*inputs, body, num_scan_inputs, scan_input_axes=None, scan_input_direct
     for s, info, axis, reverse in zip(scans, body.outputs[n_state:], out_axes, out_reverse):
         stacked.append(_stack(s[::-1] if reverse else s, info, axis))
     return tuple(state) + tuple(stacked)
+
+
+def _scan8(inputs, body, num_scan_inputs, directions):
+    """Scan of opset 8: a leading batch axis on every input and output (scan inputs [batch, steps, ...]) and an
+    optional first input of per-batch lengths; each batch entry is scanned on its own, outputs past its length 0."""
+    lens, inputs = inputs[0], inputs[1:]
+    n_state = len(inputs) - num_scan_inputs
+    batch = inputs[0].shape[0]
+    steps = inputs[n_state].shape[1] if num_scan_inputs else 0
+    results = []
+    for b in range(batch):
+        n = steps if lens is None else int(lens.reshape(-1)[b])
+        results.append(Scan(*[x[b] for x in inputs[:n_state]], *[x[b, :n] for x in inputs[n_state:]], body=body,
+                            num_scan_inputs=num_scan_inputs, scan_input_directions=directions))
+    outs = []
+    for k in range(len(body.outputs)):
+        parts = [r[k] for r in results]
+        if k >= n_state:  # scan outputs: pad the shorter sequences to the batch's length
+            parts = [np.concatenate([p, np.zeros((steps - p.shape[0],) + p.shape[1:], p.dtype)]) for p in parts]
+        outs.append(np.stack(parts))
+    return tuple(outs)
 
 
 def _take(x: np.ndarray, axis: int, i: int) -> np.ndarray:
