@@ -18,10 +18,10 @@ from .runtime.ops.common import contiguous
 from . import _core, packing
 from .fusion import fuse_attention, fuse_gelu, fuse_group_norm, fuse_row_tiles, fuse_silu
 from .fusion_conv import fuse_convs
-from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, reads, save_graph, subgraphs,
+from .graph import (ALIGN, WEIGHTS_FILE, Graph, Node, ValueInfo, Weight, all_nodes, reads, save_graph, subgraphs,
                     weights_header)
 from .runtime.ops import OPS, op_kwargs
-from .subgraphs import (all_nodes, fold_control_flow, import_subgraph, model_names, node_proto, prune_subgraphs,
+from .subgraphs import (fold_control_flow, import_subgraph, model_names, node_proto, prune_subgraphs,
                         read_by_subgraphs)
 
 MIN_OPSET = 13

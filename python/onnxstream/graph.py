@@ -111,6 +111,16 @@ def outer_names(graph: Graph) -> list[str]:
     return list(seen)
 
 
+def all_nodes(nodes: list[Node]) -> list[Node]:
+    """nodes and, after each control-flow node, the nodes of its subgraphs (recursively)."""
+    out = []
+    for node in nodes:
+        out.append(node)
+        for g in subgraphs(node):
+            out += all_nodes(g.nodes)
+    return out
+
+
 def reads(node: Node) -> list[str]:
     """The names a node reads: its inputs, then what its subgraphs read from outside them ("" omitted)."""
     names = [n for n in node.inputs if n]

@@ -136,16 +136,6 @@ def prune_subgraphs(nodes: list[Node]) -> None:
             prune_subgraphs(g.nodes)
 
 
-def all_nodes(nodes: list[Node]) -> list[Node]:
-    """nodes and, after each control-flow node, the nodes of its subgraphs (recursively)."""
-    out = []
-    for node in nodes:
-        out.append(node)
-        for g in subgraphs(node):
-            out += all_nodes(g.nodes)
-    return out
-
-
 def read_by_subgraphs(nodes: list[Node]) -> list[str]:
     """Values of this graph that subgraphs read: rewrites of the graph must keep them as they are."""
     return sorted({name for node in nodes for g in subgraphs(node) for name in outer_names(g)})

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _core
-from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, load_graph, subgraphs
+from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, all_nodes, load_graph, subgraphs
 from ..graph import block_nbytes, column_blocks
 from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
@@ -39,7 +39,7 @@ class Session:
         self.model_dir = Path(model_dir)
         self.graph: Graph = load_graph(self.model_dir)
         _core.set_num_threads(threads or 0)
-        missing = [n.op for n in _all_nodes(self.graph.nodes) if n.op not in OPS]
+        missing = [n.op for n in all_nodes(self.graph.nodes) if n.op not in OPS]
         if missing:
             raise ModelFormatError(f"model uses ops this onnxstream version lacks: {sorted(set(missing))}")
         weights = self.graph.weights
@@ -229,10 +229,6 @@ class Session:
             return tuple(self._value(o.name, "", scope) for o in graph.outputs)
         run.outputs = graph.outputs  # ValueInfo: dtypes and shapes, for a loop that runs no iteration
         return run
-
-
-def _all_nodes(nodes) -> list:
-    return [m for n in nodes for m in [n] + [k for g in subgraphs(n) for k in _all_nodes(g.nodes)]]
 
 
 def _reraisable(e: Exception) -> bool:
