@@ -182,3 +182,25 @@ def test_attributes_with_constant_weights(op, hidden, attrs, kw, tmp_path):
     onnx.save(m, str(path))
     out = compare(path, feeds, tmp_path, reference=reference)
     assert {w.name for w in load_graph(out).weights if w.layout} == {"W", "R"}
+
+
+def test_int8_weights_keep_recurrent_weights_float16(tmp_path):
+    """--weights int8: W and R stay float16 panels (a direction's gates are read as one operand, which per-column
+    qc8w blobs cannot be); the classifier's weight becomes int8. Close to onnxruntime's fp32 output."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(2)
+    module = Stack("GRU", True, True, 1, False).eval()
+    x = torch.randn(2, 9, 12)
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), dynamo=True, input_names=["x"], verbose=False)
+    out = onnxstream.convert(path, tmp_path / "m", weights="int8")
+    layouts = {w.name: (w.dtype, w.layout) for w in load_graph(out).weights if w.layout}
+    w_r = {n.input[i] for n in onnx.load(str(path)).graph.node if n.op_type == "GRU" for i in (1, 2)}
+    assert w_r and all(layouts[name][0] == "float16" for name in w_r)
+    assert "int8" in {d for name, (d, _) in layouts.items() if name not in w_r}
+    got = onnxstream.Session(out).run({"x": x.numpy()})
+    want = onnxruntime_outputs(str(path), {"x": x.numpy()})
+    for name, w in want.items():
+        assert rel_l2(got[name], w) < 2e-2, name
