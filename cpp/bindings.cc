@@ -17,6 +17,7 @@
 #include "ops/grid_sample.h"
 #include "ops/norm.h"
 #include "ops/qc8w.h"
+#include "ops/recurrent.h"
 #include "ops/reduce.h"
 #include "ops/resize.h"
 #include "ops/rotary.h"
@@ -388,6 +389,27 @@ PYBIND11_MODULE(_core, m) {
     Window win = window(kernel, strides, pads_begin, pads_end, dilations);
     py::gil_scoped_release nogil;
     pool(op, tx, win, count_include_pad, p, ty, ti.get());
+  });
+
+  // ---- LSTM / GRU / RNN: one direction ----
+  // acts: (code, alpha, beta) for f, g, h (RnnAct codes; unused ones ignored).
+  m.def("rnn_direction", [](int cell, bool reverse, bool linear_before_reset, bool input_forget, float clip,
+                            std::vector<std::tuple<int, float, float>> acts, py::array xw, py::array r_panels,
+                            py::object rb_h, py::object peephole, py::object h0, py::object c0, py::object lens,
+                            py::object y, py::array yh, py::object yc) {
+    check(cell >= 0 && cell <= 2 && acts.size() == 3, "rnn_direction: bad cell or activations");
+    RnnParams p;
+    p.cell = static_cast<RnnCell>(cell);
+    p.reverse = reverse, p.linear_before_reset = linear_before_reset, p.input_forget = input_forget, p.clip = clip;
+    RnnActivation* slots[3] = {&p.f, &p.g, &p.h};
+    for (int i = 0; i < 3; i++) {
+      check(std::get<0>(acts[i]) >= 0 && std::get<0>(acts[i]) <= (int)RnnAct::softplus, "rnn: bad activation");
+      *slots[i] = {static_cast<RnnAct>(std::get<0>(acts[i])), std::get<1>(acts[i]), std::get<2>(acts[i])};
+    }
+    Tensor tx = view(xw), tr = view(r_panels), tyh = out_view(yh);
+    MaybeTensor trb(rb_h), tp(peephole), th(h0), tc(c0), tl(lens), ty(y), tyc(yc);
+    py::gil_scoped_release nogil;
+    rnn_direction(p, tx, tr, trb.get(), tp.get(), th.get(), tc.get(), tl.get(), ty.get(), tyh, tyc.get());
   });
 
   // ---- fused attention ([B, H, M, D] queries) ----

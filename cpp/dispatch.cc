@@ -13,27 +13,38 @@ GemmConfig choose_gemm() {
   GemmConfig cfg{"scalar", 4, 16, f32_gemm_ukernel_4x16__scalar, f32_f16w_gemm_ukernel_4x16__scalar,
                  f32_qc8w_gemm_ukernel_4x16__scalar,
                  x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 256};
+  cfg.f32w_1row = f32_gemm_ukernel_1x16__scalar, cfg.f16w_1row = f32_f16w_gemm_ukernel_1x16__scalar;
+  cfg.qc8w_1row = f32_qc8w_gemm_ukernel_1x16__scalar;
   ONNXSTREAM_IF_neon(if (cpu_has(kIsaNeon)) {
     cfg = {"neon", 4, 16, f32_gemm_ukernel_4x16__neon, f32_f16w_gemm_ukernel_4x16__neon,
            f32_qc8w_gemm_ukernel_4x16__neon,
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 256, 256};
+    cfg.f32w_1row = f32_gemm_ukernel_1x16__neon, cfg.f16w_1row = f32_f16w_gemm_ukernel_1x16__neon;
+    cfg.qc8w_1row = f32_qc8w_gemm_ukernel_1x16__neon;
   })
   ONNXSTREAM_IF_aarch64_neonfma(if (cpu_has(kIsaAarch64Neonfma)) {
     cfg = {"aarch64-neonfma", 6, 16, f32_gemm_ukernel_6x16__aarch64_neonfma,
            f32_f16w_gemm_ukernel_6x16__aarch64_neonfma,
            f32_qc8w_gemm_ukernel_6x16__aarch64_neonfma, x32_packw_ukernel_x16__scalar,
            x16_packw_ukernel_x16__scalar, 256, 256};
+    cfg.f32w_1row = f32_gemm_ukernel_1x16__aarch64_neonfma;
+    cfg.f16w_1row = f32_f16w_gemm_ukernel_1x16__aarch64_neonfma;
+    cfg.qc8w_1row = f32_qc8w_gemm_ukernel_1x16__aarch64_neonfma;
   })
   ONNXSTREAM_IF_avx2_fma(if (cpu_has(kIsaAvx2Fma)) {
     cfg = {"avx2-fma", 6, 16, f32_gemm_ukernel_6x16__avx2_fma, f32_f16w_gemm_ukernel_6x16__avx2_fma,
            f32_qc8w_gemm_ukernel_6x16__avx2_fma,
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 512, 512};
+    cfg.f32w_1row = f32_gemm_ukernel_1x16__avx2_fma, cfg.f16w_1row = f32_f16w_gemm_ukernel_1x16__avx2_fma;
+    cfg.qc8w_1row = f32_qc8w_gemm_ukernel_1x16__avx2_fma;
   })
   // kc x nc = 512 x 512 measured best on Zen 4 (1 MB L2) at UNet shapes, for AVX2 and AVX-512 alike.
   ONNXSTREAM_IF_avx512f(if (cpu_has(kIsaAvx512f)) {
     cfg = {"avx512f", 16, 16, f32_gemm_ukernel_16x16__avx512f, f32_f16w_gemm_ukernel_16x16__avx512f,
            f32_qc8w_gemm_ukernel_16x16__avx512f,
            x32_packw_ukernel_x16__scalar, x16_packw_ukernel_x16__scalar, 512, 512};
+    cfg.f32w_1row = f32_gemm_ukernel_1x16__avx512f, cfg.f16w_1row = f32_f16w_gemm_ukernel_1x16__avx512f;
+    cfg.qc8w_1row = f32_qc8w_gemm_ukernel_1x16__avx512f;
   })
   return cfg;
 }

@@ -15,6 +15,9 @@ struct GemmConfig {
   PackwUkernel pack_f32w;    // 32-bit weights -> panels
   PackwUkernel pack_f16w;    // 16-bit weights -> panels
   size_t kc, nc;             // cache blocks: kc rows of k by nc columns of packed weights per step
+  // The same kernels for a single row (a recurrent step, one token), which an MR-row kernel computes MR times.
+  GemmUkernel f32w_1row = nullptr, f16w_1row = nullptr;
+  GemmQc8wUkernel qc8w_1row = nullptr;
 };
 
 const GemmConfig& gemm_config();  // for the CPU (narrowed by ONNXSTREAM_ISA), chosen once

@@ -15,6 +15,12 @@ KERNELS = [
     ("aarch64-neonfma", 6, "16, ", "24 q accumulators of 32 registers"),
     ("avx2-fma", 6, "", "12 ymm accumulators of 16 registers"),
     ("avx512f", 16, "", "16 rows beat 14 at UNet row counts"),
+    # One row (a recurrent step, a single token): an MR-row kernel would compute its row MR times.
+    ("scalar", 1, "", "one row"),
+    ("neon", 1, "8, ", "one row"),
+    ("aarch64-neonfma", 1, "16, ", "one row"),
+    ("avx2-fma", 1, "", "one row"),
+    ("avx512f", 1, "", "one row"),
 ]
 TEMPLATE_FN = {"scalar": "gemm_scalar", "neon": "gemm_neon", "aarch64-neonfma": "gemm_neon",
                "avx2-fma": "gemm_avx2_fma", "avx512f": "gemm_avx512f"}

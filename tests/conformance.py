@@ -51,6 +51,16 @@ def opset_of(case) -> int:
     return {o.domain or "": o.version for o in case.model.opset_import}.get("", 0)
 
 
+def _nodes(graph):
+    """The graph's nodes and those inside its If/Loop/Scan bodies."""
+    import onnx
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _nodes(a.g)
+
+
 def _values(case):
     for inputs, outputs in case.data_sets:
         yield from inputs
@@ -89,12 +99,12 @@ def not_run_reason(case) -> str | None:
     """Why the case is not run (the first reason found), or None: then it runs and must pass."""
     import onnx
     g = case.model.graph
-    for node in g.node:
+    for node in _nodes(g):
         if node.domain not in DEFAULT_DOMAINS:
             return f"domain {node.domain}"
-    for node in g.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            return f"subgraph attribute ({node.op_type})"
+    for node in _nodes(g):
+        if any(a.type == onnx.AttributeProto.GRAPHS for a in node.attribute):
+            return f"list-of-graphs attribute ({node.op_type})"
     for v in list(g.input) + list(g.output):
         kind = v.type.WhichOneof("value")
         if kind != "tensor_type":
@@ -104,7 +114,7 @@ def not_run_reason(case) -> str | None:
         kind = _value_kind(v)
         if kind:
             return kind
-    missing = sorted({n.op_type for n in g.node if n.op_type not in OPS})
+    missing = sorted({n.op_type for n in _nodes(g) if n.op_type not in OPS})
     if missing:
         return f"op {', '.join(missing)} not supported"
     return None

@@ -34,8 +34,8 @@ struct GemmProblem {
 };
 
 // Output rows [m0, m1) x columns [n0, n1) of one batch; scratch is this thread's.
-void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, const GemmProblem& p, int64_t m0,
-               int64_t m1, int64_t n0, int64_t n1, std::vector<char>& scratch) {
+void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, GemmUkernel ukernel_1row, PackwUkernel pack,
+               const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1, std::vector<char>& scratch) {
   const int64_t MR = cfg.mr, NR = cfg.nr;
   // Even blocks (K = 640 with kc 512 becomes 2 x 320, not 512 + 128); scratch stays <= kc x nc weights.
   const int64_t kc_max = ceil_div(p.K, ceil_div(p.K, (int64_t)cfg.kc));
@@ -67,10 +67,10 @@ void gemm_task(const GemmConfig& cfg, GemmUkernel ukernel, PackwUkernel pack, co
                                     : packed + (size_t)((n - nb) * kc) * p.w_size;  // panel (n - nb) / 16
           const float* bias = kb == 0 && p.bias ? p.bias + n : nullptr;
           if (p.scales)
-            cfg.qc8w(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.scales + n, p.y + m * p.ldy + n,
+            (mr == 1 ? cfg.qc8w_1row : cfg.qc8w)(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.scales + n, p.y + m * p.ldy + n,
                      p.ldy * 4, bias, kb > 0);
           else
-            ukernel(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.ldy + n, p.ldy * 4, bias, kb > 0);
+            (mr == 1 ? ukernel_1row : ukernel)(mr, std::min(NR, nb + nc - n), kc, a, a_stride, wp, p.y + m * p.ldy + n, p.ldy * 4, bias, kb > 0);
         }
       }
     }
@@ -104,7 +104,7 @@ void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const ch
   const GemmConfig& cfg = gemm_config();
   check(!panels || cfg.nr == kPanelWidth, "matmul: pre-packed weights need 16-column kernels");
   const bool f16 = w_dtype == DType::f16;
-  const GemmUkernel ukernel = f16 ? cfg.f16w : cfg.f32w;
+  const GemmUkernel ukernel = f16 ? cfg.f16w : cfg.f32w, ukernel_1row = f16 ? cfg.f16w_1row : cfg.f32w_1row;
   const PackwUkernel pack = f16 ? cfg.pack_f16w : cfg.pack_f32w;
   const float* scales = w_dtype == DType::i8
                             ? reinterpret_cast<const float*>(panels + qc8w_scales_offset(K, N)) : nullptr;
@@ -129,7 +129,7 @@ void run_gemm(const Tensor& a, const char* w, const int64_t* w_strides, const ch
       // Split tiles (not rows) evenly so only the last block has a partial tile.
       const int64_t m0 = std::min(M, m_tiles * im / nm * MR), m1 = std::min(M, m_tiles * (im + 1) / nm * MR);
       const int64_t n0 = std::min(N, n_panels * in / nn * NR), n1 = std::min(N, n_panels * (in + 1) / nn * NR);
-      if (m0 < m1 && n0 < n1) gemm_task(cfg, ukernel, pack, p, m0, m1, n0, n1, scratch);
+      if (m0 < m1 && n0 < n1) gemm_task(cfg, ukernel, ukernel_1row, pack, p, m0, m1, n0, n1, scratch);
     }
   });
 }

@@ -19,15 +19,18 @@ from .runtime.ops.common import contiguous
 
 from . import _core, packing
 from .passes import ConvertGraph, run_passes
-from .graph import (ALIGN, WEIGHTS_FILE, Graph, ModelFormatError, Node, ValueInfo, Weight, load_graph, save_graph,
+from .graph import (ALIGN, WEIGHTS_FILE, Graph, ModelFormatError, Node, ValueInfo, Weight, all_nodes, load_graph,
+                    reads, save_graph, subgraphs,
                     weights_header)
 from .runtime.ops import OPS, op_kwargs
+from .subgraphs import (fold_control_flow, import_subgraph, model_names, node_proto, prune_subgraphs,
+                        read_by_subgraphs)
 
 UPGRADE_TO = 13  # models of older opsets are upgraded to this one (onnx.version_converter) or run as they are
 # Ops whose version_converter adapter (from below the given opset) changes the result, as onnxruntime computes it:
 # Upsample and Resize-10 become a Resize with half-pixel instead of asymmetric coordinates; Hardmax-12 keeps its
 # axis without the 2-D coercion. Models with these keep their opset (the ops implement the old definitions).
-LOSSY_ADAPTERS = {"Upsample": 10, "Resize": 11, "Hardmax": 13}
+LOSSY_ADAPTERS = {"Upsample": 10, "Resize": 11, "Hardmax": 13, "Scan": 9}
 # fp16: matrices, kernels and tables stored as float16 (stored_as_fp16). int8: GEMM/Conv weights packed at convert
 # time become int8 with per-output-channel scales (packing.LAYOUT_QC8W); the other weights follow the fp16 rule.
 WEIGHT_FORMATS = ("fp32", "fp16", "int8")
@@ -75,14 +78,17 @@ def convert(path: str | os.PathLike, out_dir: str | os.PathLike, weights: str = 
         model, opset = _upgrade(onnx, model, opset, consts, progress)
     graph_proto = model.graph
     inputs = _graph_inputs(onnx, graph_proto, consts, input_shapes or {})
-    nodes = [_node(onnx, n, i) for i, n in enumerate(graph_proto.node)]
-    _explicit_softmax_axis(nodes, opset)
+    taken = model_names(graph_proto)
+    subgraph = lambda g: import_subgraph(onnx, g, consts, {}, taken, _node)  # noqa: E731
+    nodes = [_node(onnx, n, i, subgraph=subgraph) for i, n in enumerate(graph_proto.node)]
+    _explicit_softmax_axis(all_nodes(nodes), opset)
     outputs = [o.name for o in graph_proto.output]
     _log(progress, f"folding constants ({len(nodes)} nodes)")
     nodes, shapes = _fold(onnx, model, opset, inputs, nodes, consts, outputs)
     nodes = _prune(nodes, outputs)
     shapes = {**{v.name: (v.shape, v.dtype) for v in inputs}, **shapes}
-    nodes = run_passes(ConvertGraph(nodes, outputs, shapes, consts, weights)).nodes
+    kept = outputs + read_by_subgraphs(nodes)  # the rewrites keep what subgraphs read, like graph outputs
+    nodes = run_passes(ConvertGraph(nodes, kept, shapes, consts, weights)).nodes
     _check_supported(nodes)
     graph = _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights)
     if calibration:
@@ -242,7 +248,9 @@ def _graph_inputs(onnx, graph_proto, consts, overrides) -> list[ValueInfo]:
     return inputs
 
 
-def _attr_value(onnx, attr):
+def _attr_value(onnx, attr, subgraph=None):
+    if attr.type == onnx.AttributeProto.GRAPH and subgraph is not None:
+        return subgraph(attr.g)  # If/Loop/Scan bodies: nested Graphs (subgraphs.py)
     v = onnx.helper.get_attribute_value(attr)
     if isinstance(v, bytes):
         return v.decode("utf-8")
@@ -255,7 +263,7 @@ def _attr_value(onnx, attr):
             raise _UnsupportedAttr(attr.name)
         return list(v)
     if not isinstance(v, (int, float)):
-        raise _UnsupportedAttr(attr.name)  # subgraphs (If/Loop/Scan), sparse tensors, type protos
+        raise _UnsupportedAttr(attr.name)  # lists of graphs, sparse tensors, type protos
     return v
 
 
@@ -263,16 +271,18 @@ class _UnsupportedAttr(Exception):
     pass
 
 
-def _node(onnx, n, index: int) -> Node:
+def _node(onnx, n, index: int, names: dict | None = None, subgraph=None) -> Node:
+    """One ONNX node; names maps the ONNX names of inputs to ours (in subgraphs), subgraph(GraphProto) -> Graph."""
     attrs = {}
     unsupported = None
     for a in n.attribute:
         try:
-            attrs[a.name] = _attr_value(onnx, a)
+            attrs[a.name] = _attr_value(onnx, a, subgraph)
         except _UnsupportedAttr:
             unsupported = a.name
     op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-    node = Node(op, n.name or f"{n.op_type}_{index}", list(n.input), list(n.output), attrs)
+    inputs = [names.get(i, i) for i in n.input] if names else list(n.input)
+    node = Node(op, n.name or f"{n.op_type}_{index}", inputs, list(n.output), attrs)
     if unsupported:
         node.attrs["__unsupported_attr__"] = unsupported
     return node
@@ -299,15 +309,7 @@ def _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs) -> dict[st
             inits.append(onnx.numpy_helper.from_array(a, name))
         else:
             graph_inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape))
-    protos = []
-    for n in nodes:
-        if n.op.count("."):
-            domain, op = n.op.rsplit(".", 1)
-        else:
-            domain, op = "", n.op
-        attrs = {k: (onnx.numpy_helper.from_array(np.asarray(v)) if isinstance(v, np.ndarray) else v)
-                 for k, v in n.attrs.items() if not k.startswith("__") and not (isinstance(v, list) and not v)}
-        protos.append(helper.make_node(op, n.inputs, n.outputs, name=n.name, domain=domain, **attrs))
+    protos = [node_proto(onnx, n) for n in nodes]
     g = helper.make_graph(protos, "g", graph_inputs, [helper.make_empty_tensor_value_info(o) for o in outputs], inits)
     m = helper.make_model(g, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     try:
@@ -338,12 +340,14 @@ def _fold(onnx, model, opset, inputs, nodes, consts, outputs):
         shapes = _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs)
         kept = []
         for node in nodes:
-            folded = _try_fold(node, consts, shapes, opset)
+            folded = None if subgraphs(node) else _try_fold(node, consts, shapes, opset)
             if folded is None:
                 kept.append(node)
             else:
                 consts.update(folded)
-        changed = len(kept) != len(nodes)
+        # An If with a constant condition becomes its branch; subgraph nodes reading only constants fold.
+        kept, inlined = fold_control_flow(kept, consts, lambda n: _try_fold(n, consts, {}, opset))
+        changed = len(kept) != len(nodes) or inlined
         nodes = kept
         if not changed:
             break
@@ -396,12 +400,13 @@ def _prune(nodes: list[Node], outputs: list[str]) -> list[Node]:
     for node in reversed(nodes):
         if any(o in needed for o in node.outputs if o):
             kept.append(node)
-            needed.update(n for n in node.inputs if n)
+            needed.update(reads(node))
+    prune_subgraphs(kept)
     return kept[::-1]
 
 
 def _unsupported_attrs(node: Node) -> list[str]:
-    """Attributes of the node that OPS[node.op] does not take (or that could not be read, like subgraphs)."""
+    """Attributes of the node that OPS[node.op] does not take (or that could not be read)."""
     bad = node.attrs.get("__unsupported_attr__")
     params = inspect.signature(OPS[node.op]).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
@@ -409,16 +414,21 @@ def _unsupported_attrs(node: Node) -> list[str]:
     return ([bad] if bad else []) + [a for a in node.attrs if a not in params and not a.startswith("__")]
 
 
-def _check_supported(nodes: list[Node]) -> None:
-    problems: dict[str, list[str]] = {}
+def _check_supported(nodes: list[Node], problems: dict | None = None, path: str = "") -> None:
+    """Every op, also inside subgraphs (named by path: "If_1/then_branch/LSTM_0"), and its attributes."""
+    top = problems is None
+    problems = {} if top else problems
     for node in nodes:
+        for attr, value in node.attrs.items():
+            if isinstance(value, Graph):
+                _check_supported(value.nodes, problems, f"{path}{node.name}/{attr}/")
         if node.op not in OPS:
-            problems.setdefault(node.op, []).append(node.name)
+            problems.setdefault(node.op, []).append(path + node.name)
             continue
         bad = _unsupported_attrs(node)
         if bad:
-            problems.setdefault(f"{node.op} (attribute {bad[0]})", []).append(node.name)
-    if problems:
+            problems.setdefault(f"{node.op} (attribute {bad[0]})", []).append(path + node.name)
+    if top and problems:
         lines = [f"  {op}: {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}"
                  for op, names in sorted(problems.items())]
         raise ConversionError("the model uses ops onnxstream does not support:\n" + "\n".join(lines))
@@ -427,10 +437,11 @@ def _check_supported(nodes: list[Node]) -> None:
 # ---------------------------------------------------------------- writing the model directory
 
 def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, weights_format) -> Graph:
+    top, nodes = nodes, all_nodes(nodes)  # how weights are read: in subgraphs too
     used = []
     seen = set()
     for node in nodes:
-        for name in node.inputs:
+        for name in node.inputs + [o.name for g in subgraphs(node) for o in g.outputs]:
             if name in consts and name not in seen:
                 seen.add(name)
                 used.append(name)
@@ -466,6 +477,9 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             weights.append(w)
     out_infos = []
     for o in model.graph.output:
+        if o.type.WhichOneof("value") not in (None, "tensor_type"):
+            raise ConversionError(f"output '{o.name}' is not a tensor ({o.type.WhichOneof('value')}); "
+                                  f"only tensor outputs are supported")
         dims, dtype = shapes.get(o.name, (None, None))
         if o.name in consts:
             dims, dtype = list(consts[o.name].shape), consts[o.name].dtype.name
@@ -473,7 +487,7 @@ def _build_graph(onnx, model, opset, inputs, nodes, consts, outputs, shapes, wei
             dims, dtype = _dims(onnx, o.type), _elem_dtype(onnx, o.type)
         out_infos.append(ValueInfo(o.name, dims, dtype))
     meta = {"producer": f"{model.producer_name} {model.producer_version}".strip(), "weights": weights_format}
-    return Graph(inputs, out_infos, nodes, constants, weights, opset, meta)
+    return Graph(inputs, out_infos, top, constants, weights, opset, meta)
 
 
 def _elements(shapes, name) -> int:

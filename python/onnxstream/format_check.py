@@ -135,11 +135,14 @@ def check_array(v, where) -> None:
         fail(f"{where}.data", f"holds {len(raw)} bytes, its shape {v['shape']} of {v['dtype']} needs {want}")
 
 
-def _value_info(v, where):
+def _value_info(v, where, subgraph=False):
+    """A graph input or output; a subgraph's may have unknown rank (shape None) and dtype ("": or a sequence)."""
     _obj(v, where, ("name", "shape", "dtype"))
     _str(v["name"], f"{where}.name", nonempty=True)
-    _shape(v["shape"], f"{where}.shape", unknown_ok=True)
-    _dtype(v["dtype"], f"{where}.dtype")
+    if not (subgraph and v["shape"] is None):
+        _shape(v["shape"], f"{where}.shape", unknown_ok=True)
+    if not (subgraph and v["dtype"] == ""):
+        _dtype(v["dtype"], f"{where}.dtype")
 
 
 WEIGHT_KEYS = ("name", "dtype", "shape", "offset", "nbytes", "hash")
@@ -154,7 +157,7 @@ def qc8w_blob_bytes(k: int, n: int) -> int:
 
 def packed_bytes(w: dict, n0: int, n1: int) -> int:
     """Stored bytes of columns [n0, n1) of a packed weight (graph.block_nbytes, without trusting _core)."""
-    groups = w["shape"][0] // w["n"] if len(w["shape"]) >= 3 else 1
+    groups = math.prod(w["shape"]) // (w["k"] * w["n"])  # Conv: its groups; LSTM/GRU/RNN: directions x gates
     cols = n1 - n0
     if w["layout"] == LAYOUT_QC8W:
         return qc8w_blob_bytes(w["k"], cols) * groups
@@ -207,9 +210,11 @@ def _weight(w, where):
         if [k, n] != operand:
             fail(f"{where}.k", f"(k, n) = ({k}, {n}) is not the [K, N] operand of shape {shape}")
     elif len(shape) >= 3:
-        if k != math.prod(shape[1:]) or shape[0] % n:
-            fail(f"{where}.k", f"(k, n) = ({k}, {n}) does not fit conv weight shape {shape} "
-                               f"(k = prod(shape[1:]), n divides shape[0])")
+        conv = k == math.prod(shape[1:]) and shape[0] % n == 0            # [M, C/group, *kernel], per group
+        rnn = len(shape) == 3 and k == shape[2] and shape[1] % n == 0     # [directions, gates*H, input], per gate
+        if not (conv or rnn):
+            fail(f"{where}.k", f"(k, n) = ({k}, {n}) fits neither a conv weight shape {shape} (k = prod(shape[1:]), "
+                               f"n divides shape[0]) nor a recurrent one (k = shape[2], n divides shape[1])")
     else:
         fail(f"{where}.shape", f"a packed weight has 2 (GEMM) or >= 3 (Conv) dimensions, got {shape}")
     if cols_per_block:
@@ -291,7 +296,9 @@ def _attrs(op, attrs, where, defined):
         at = f"{where}.{name}"
         if name.startswith("_") or (name not in params and not takes_any):
             fail(at, f"is not an attribute of {op}")
-        if (op, name) in SUBGRAPH_ATTRS:
+        if isinstance(v, dict) and set(v) == {"graph"}:
+            _subgraph(v["graph"], at, defined)
+        elif (op, name) in SUBGRAPH_ATTRS:
             _row_tiled(attrs, at, defined)
         elif (op, name) in SRC_ATTRS:
             _src(v, at, defined)
@@ -339,6 +346,39 @@ def _row_tiled(attrs, where, defined):
         fail(f"{where[:-len('.nodes')]}.output", f"{attrs['output']!r:.60} is not produced by the chain")
 
 
+MAX_SUBGRAPH_DEPTH = 16
+
+
+def _subgraph(g, where, defined):
+    """An If/Loop/Scan body (graph.py's nested graphs): it sees the values defined before its node, defines its
+    inputs and its nodes' outputs (names unique in the whole model), and returns values it can see."""
+    _obj(g, where, ("inputs", "outputs", "nodes"))
+    if where.count(".attrs.") > MAX_SUBGRAPH_DEPTH:
+        fail(where, f"nests subgraphs more than {MAX_SUBGRAPH_DEPTH} deep")
+    scope = set(defined)
+    for i, v in enumerate(_list(g["inputs"], f"{where}.inputs")):
+        _value_info(v, f"{where}.inputs[{i}]", subgraph=True)
+        if v["name"] in scope:
+            fail(f"{where}.inputs[{i}].name", f"{v['name']!r:.60} is already defined: each value is produced once")
+        scope.add(v["name"])
+    _nodes(g["nodes"], f"{where}.nodes", scope)
+    for i, v in enumerate(_list(g["outputs"], f"{where}.outputs")):
+        _value_info(v, f"{where}.outputs[{i}]", subgraph=True)
+        if v["name"] not in scope:
+            fail(f"{where}.outputs[{i}].name", f"{v['name']!r:.60} is not defined in the subgraph or around it")
+
+
+def _nodes(nodes, where, defined: set):
+    for i, node in enumerate(_list(nodes, where)):
+        at = f"{where}[{i}]"
+        _obj(node, at, ("op", "name", "inputs", "outputs", "attrs"))
+        at = f"{at} ({_str(node['name'], f'{at}.name')!r:.60}, {_str(node['op'], f'{at}.op')!r:.40})"
+        if _signature(node["op"]) is None:
+            fail(f"{at}.op", f"this onnxstream version has no op {node['op']!r:.40}")
+        _attrs(node["op"], node["attrs"], f"{at}.attrs", defined)
+        _node_io(node, at, defined)
+
+
 def _node_io(node, where, defined: set):
     """Inputs defined before use (no cycles); outputs new names, each produced once."""
     for i, name in enumerate(_list(node["inputs"], f"{where}.inputs")):
@@ -375,14 +415,7 @@ def check_document(doc, weights_path) -> None:
     for i, w in enumerate(weights):
         _weight(w, f"graph.json: weights[{i}]")
         new(w["name"], f"graph.json: weights[{i}].name")
-    for i, node in enumerate(_list(doc["nodes"], "graph.json: nodes")):
-        where = f"graph.json: nodes[{i}]"
-        _obj(node, where, ("op", "name", "inputs", "outputs", "attrs"))
-        where = f"{where} ({_str(node['name'], f'{where}.name')!r:.60}, {_str(node['op'], f'{where}.op')!r:.40})"
-        if _signature(node["op"]) is None:
-            fail(f"{where}.op", f"this onnxstream version has no op {node['op']!r:.40}")
-        _attrs(node["op"], node["attrs"], f"{where}.attrs", names)
-        _node_io(node, where, names)
+    _nodes(doc["nodes"], "graph.json: nodes", names)
     outputs = _list(doc["outputs"], "graph.json: outputs")
     for i, v in enumerate(outputs):
         _value_info(v, f"graph.json: outputs[{i}]")

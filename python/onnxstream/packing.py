@@ -21,6 +21,7 @@ from .graph import LAYOUT, LAYOUT_QC8W, column_blocks
 # blocks cost time: on the UNet, 4 MB blocks made the step ~9% slower than 16 MB ones, for the same peak (set by
 # the 64x64 level's activations, where the weights are small).
 COLUMN_BLOCK_BYTES = 16 << 20
+RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
 
@@ -48,8 +49,8 @@ def pack_conv(w: np.ndarray, group: int, pack=pack_gemm_b) -> np.ndarray:
 
 def packable(nodes) -> dict[str, tuple]:
     """Weight name -> use, for weights read only as the B of MatMul (also inside FusedRowTiled), the B of Gemm
-    (use ("gemm", transB)) or the W of Conv (use ("conv", group)), always with the same meaning; a weight read any
-    other way keeps its layout."""
+    (use ("gemm", transB)), the W of Conv (use ("conv", group)) or the W and R of LSTM/GRU/RNN (use ("rnn", gates)),
+    always with the same meaning; a weight read any other way keeps its layout."""
     uses: dict[str, set] = {}
     for node in nodes:
         for i, name in enumerate(node.inputs):
@@ -62,6 +63,8 @@ def packable(nodes) -> dict[str, tuple]:
                 use = ("gemm", 0)
             elif node.op == "Gemm" and i == 1:
                 use = ("gemm", int(node.attrs.get("transB", 0)))
+            elif node.op in RNN_GATES and i in (1, 2):  # W, R: one [K, hidden] operand per direction and gate
+                use = ("rnn", RNN_GATES[node.op])
             elif node.op == "FusedRowTiled" and i > 0:
                 # Packed once here, instead of by every row tile's MatMul.
                 inner = [(n["op"], j) for n in node.attrs["nodes"] for j, x in enumerate(n["inputs"]) if x == name]
@@ -107,6 +110,9 @@ def mark(w, use: tuple, int8: bool = False) -> None:
     elif kind == "gemm" and len(w.shape) == 2:
         w.transposed = bool(arg)
         w.k, w.n = (w.shape[1], w.shape[0]) if arg else tuple(w.shape)
+    elif kind == "rnn" and len(w.shape) == 3 and w.shape[1] % arg == 0:
+        w.k, w.n = w.shape[2], w.shape[1] // arg
+        int8 = False  # the cell reads a direction's gates as one operand: qc8w blobs (scales after each) cannot be
     else:
         return
     w.layout = LAYOUT_QC8W if int8 else LAYOUT
@@ -134,9 +140,10 @@ def pack(a: np.ndarray, w) -> list[np.ndarray]:
         a, packer = a.astype(np.float32, copy=False), pack_gemm_b_qc8w
     else:
         raise ValueError(f"weight {w.name}: unknown layout {w.layout!r}")
-    if len(w.shape) >= 3:
+    if len(w.shape) >= 3:  # groups of [k, n] operands: a Conv's groups, or a recurrent op's directions x gates
         if not w.cols_per_block:
-            return [pack_conv(a, group=w.shape[0] // w.n, pack=packer)]
+            groups = a.size // (w.k * w.n)
+            return [pack_conv(a.reshape(groups * w.n, w.k), group=groups, pack=packer)]
         return [pack_conv(a[n0:n1], group=1, pack=packer) for n0, n1 in column_blocks(w)]
     b = a.T if w.transposed else a
     return [packer(b[:, n0:n1]) for n0, n1 in column_blocks(w)]

@@ -50,8 +50,7 @@ inline void gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, size_
     hi[i] = accumulate ? _mm256_maskload_ps(cr[i] + 8, mask_hi) : bias_hi;
   }
 
-  for (size_t k = 0; k < kc; k++) {
-    __m256 b_lo, b_hi;
+  auto load_b = [w](size_t k, __m256& b_lo, __m256& b_hi) {
     if (kF16Weights) {
       const uint16_t* wp = static_cast<const uint16_t*>(w) + k * 16;  // [kc][16] fp16
       b_lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)wp));
@@ -61,6 +60,28 @@ inline void gemm_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, size_
       b_lo = _mm256_loadu_ps(wp);
       b_hi = _mm256_loadu_ps(wp + 8);
     }
+  };
+  size_t k = 0;
+  if (MR == 1) {  // one row: 4 chains over k hide the FMA latency that MR rows hide otherwise
+    __m256 lo_k[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}, hi_k[3] = {lo_k[0], lo_k[0], lo_k[0]};
+    for (; k + 4 <= kc; k += 4) {
+      __m256 b_lo, b_hi;
+      load_b(k, b_lo, b_hi);
+      lo[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar[0] + k), b_lo, lo[0]);
+      hi[0] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar[0] + k), b_hi, hi[0]);
+#pragma GCC unroll 3
+      for (int j = 0; j < 3; j++) {
+        load_b(k + 1 + j, b_lo, b_hi);
+        lo_k[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar[0] + k + 1 + j), b_lo, lo_k[j]);
+        hi_k[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(ar[0] + k + 1 + j), b_hi, hi_k[j]);
+      }
+    }
+    lo[0] = _mm256_add_ps(_mm256_add_ps(lo[0], lo_k[0]), _mm256_add_ps(lo_k[1], lo_k[2]));
+    hi[0] = _mm256_add_ps(_mm256_add_ps(hi[0], hi_k[0]), _mm256_add_ps(hi_k[1], hi_k[2]));
+  }
+  for (; k < kc; k++) {
+    __m256 b_lo, b_hi;
+    load_b(k, b_lo, b_hi);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
       const __m256 av = _mm256_broadcast_ss(ar[i] + k);

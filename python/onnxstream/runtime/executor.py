@@ -4,6 +4,11 @@ Opening a session reads graph.json only. run() starts the weight reader on the r
 ahead within a byte budget; a model whose weights fit the resident budget keeps them after its first run), then
 for each node: fetch inputs, call OPS[node.op], store outputs, and drop every
 value whose last reader has run, so memory holds live activations plus the weights in flight.
+
+Control flow is a subgraph call: an If/Loop/Scan op gets each subgraph as a function of the subgraph's inputs,
+which runs its nodes with this same loop (_run_graph) in a scope that sees the enclosing one. A subgraph frees only
+the values it defines; it reads weights when its nodes run (checksummed like every read, not prefetched: a
+branch not taken reads nothing, a loop body reads its weights again each iteration, as every run does).
 """
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ import os
 import sys
 import threading
 import time
+from collections import ChainMap
 from pathlib import Path
 
 import numpy as np
 
 from .. import _core
-from ..graph import WEIGHTS_FILE, Graph, load_graph
+from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, all_nodes, load_graph, subgraphs
 from ..graph import block_nbytes, column_blocks
 from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
@@ -38,6 +44,9 @@ class Session:
         self.model_dir = Path(model_dir)
         self.graph: Graph = load_graph(self.model_dir)  # checked field by field (format_check.py)
         _core.set_num_threads(threads or 0)
+        missing = [n.op for n in all_nodes(self.graph.nodes) if n.op not in OPS]
+        if missing:
+            raise ModelFormatError(f"model uses ops this onnxstream version lacks: {sorted(set(missing))}")
         weights = self.graph.weights
         path = self.model_dir / WEIGHTS_FILE
         # Reader items: one per weight, or one per column block of a weight stored in blocks.
@@ -60,12 +69,8 @@ class Session:
             streamed = [n for n in node.inputs if n in self._item_ids and n not in self._row_tables]
             for n in sorted(streamed, key=lambda n: self._weights[n].cols_per_block > 0):
                 self._read_order += self._item_ids[n]
-        last = self.graph.last_uses()
-        self._frees = [[] for _ in self.graph.nodes]
-        for name, i in last.items():
-            if i < len(self.graph.nodes):
-                self._frees[i].append(name)
-        self._calls = [self._bind(node) for node in self.graph.nodes]
+        self._plans = {}  # id(graph) -> (per node: (op, keyword arguments), values to drop after it)
+        self._plan(self.graph, top=True)
         # Resident weights: all or nothing, so the budget never splits a model between memory and disk.
         streamed = sum(w.nbytes for w in weights if not w.rows_per_block)
         self._keep_resident = 0 < streamed <= resident_bytes
@@ -93,8 +98,18 @@ class Session:
 
     # ------------------------------------------------------------ running
 
-    def _bind(self, node):
-        return OPS[node.op], op_kwargs(node.op, node.attrs, len(node.outputs), self.graph.opset)
+    def _plan(self, graph: Graph, top: bool) -> None:
+        calls = [(OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset)) for n in graph.nodes]
+        # A subgraph drops only what it defines: the values of the enclosing scope outlive its runs.
+        own = None if top else {v.name for v in graph.inputs} | {o for n in graph.nodes for o in n.outputs}
+        frees = [[] for _ in graph.nodes]
+        for name, i in graph.last_uses().items():
+            if i < len(graph.nodes) and (own is None or name in own):
+                frees[i].append(name)
+        self._plans[id(graph)] = (calls, frees)
+        for node in graph.nodes:
+            for g in subgraphs(node):
+                self._plan(g, top=False)
 
     def _weight(self, name: str, op: str) -> np.ndarray:
         kept = self._resident.get(name)
@@ -135,11 +150,11 @@ class Session:
             table = cast(table, np.float32)
         return [table, remapped.reshape(indices.shape)]
 
-    def _donor(self, node, i: int, args: list, values: dict):
-        """An input of node i that dies here and that nothing else references: the op may write its result over it
+    def _donor(self, node, dying: list, args: list, values):
+        """An input of the node that dies here and that nothing else references: the op may write its result over it
         (a residual Add at SD1.5's 64x64 level then needs no third 10 MB buffer)."""
         for j, name in enumerate(node.inputs):
-            if name not in self._frees[i] or name not in values or not isinstance(args[j], np.ndarray):
+            if name not in dying or name not in values or not isinstance(args[j], np.ndarray):
                 continue  # (weights are never written over: resident ones serve the next run)
             if not (args[j].flags.writeable and args[j].flags.c_contiguous):
                 continue
@@ -188,40 +203,61 @@ class Session:
             self._reader.start([i for i in self._read_order if i not in resident])
         numpy_allocator = _core.start_array_cache()  # freed activations reused, not page-faulted in afresh
         try:
-            for i, node in enumerate(self.graph.nodes):
-                fn, kwargs = self._calls[i]
-                start = time.perf_counter() if self._debug else 0.0
-                if node.op == "Gather" and node.inputs[0] in self._row_tables:
-                    args = self._gathered_rows(node.inputs[0], values[node.inputs[1]])
-                else:
-                    args = [None if not n else (values[n] if n in values else self._weight(n, node.op))
-                            for n in node.inputs]
-                donor = self._donor(node, i, args, values) if node.op in IN_PLACE_OPS else None
-                try:
-                    result = fn(*args, **kwargs) if donor is None else fn(*args, _out=donor, **kwargs)
-                except Exception as e:
-                    if _reraisable(e):
-                        raise type(e)(f"{node.op} node '{node.name}': {e}") from e
-                    if isinstance(e, MemoryError):  # (numpy's takes a shape and a dtype)
-                        raise MemoryError(f"{node.op} node '{node.name}': {e}") from e
-                    raise
-                results = result if isinstance(result, tuple) else (result,)
-                for name, value in zip(node.outputs, results):
-                    if name:
-                        values[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
-                del args, result, results, donor, value  # (no stray references: see _donor)
-                if self._debug:
-                    _trace(node, values, time.perf_counter() - start, self._debug)
-                if self.observer is not None:
-                    self.observer(node, values)
-                for name in self._frees[i]:
-                    values.pop(name, None)
+            self._run_graph(self.graph, values)
         finally:
             _core.stop_array_cache(numpy_allocator)
             if self._reader:
                 self._reader.stop()
         names = output_names or [o.name for o in self.graph.outputs]
         return {name: values[name] for name in names}
+
+    def _run_graph(self, graph: Graph, values) -> None:
+        """Run graph's nodes in order over values (its scope: a dict, or a ChainMap over the enclosing scope)."""
+        calls, frees = self._plans[id(graph)]
+        for i, node in enumerate(graph.nodes):
+            fn, kwargs = calls[i]
+            start = time.perf_counter() if self._debug else 0.0
+            if node.op == "Gather" and node.inputs[0] in self._row_tables:
+                args = self._gathered_rows(node.inputs[0], values[node.inputs[1]])
+            else:
+                args = [None if not n else self._value(n, node.op, values) for n in node.inputs]
+            if subgraphs(node):  # If/Loop/Scan: each subgraph as a function, run in this scope
+                kwargs = {k: self._body(v, values) if isinstance(v, Graph) else v for k, v in kwargs.items()}
+            donor = self._donor(node, frees[i], args, values) if node.op in IN_PLACE_OPS else None
+            try:
+                result = fn(*args, **kwargs) if donor is None else fn(*args, _out=donor, **kwargs)
+            except Exception as e:
+                if _reraisable(e):
+                    raise type(e)(f"{node.op} node '{node.name}': {e}") from e
+                if isinstance(e, MemoryError):  # (numpy's takes a shape and a dtype)
+                    raise MemoryError(f"{node.op} node '{node.name}': {e}") from e
+                raise
+            results = result if isinstance(result, tuple) else (result,)
+            for name, value in zip(node.outputs, results):
+                if name:  # (a list is an ONNX sequence)
+                    values[name] = value if isinstance(value, (np.ndarray, list)) else np.asarray(value)
+            del args, result, results, donor, value  # (no stray references: see _donor)
+            if self._debug:
+                _trace(node, values, time.perf_counter() - start, self._debug)
+            if self.observer is not None:
+                self.observer(node, values)
+            for name in frees[i]:
+                values.pop(name, None)
+
+    def _value(self, name: str, op: str, values):
+        return values[name] if name in values else self._weight(name, op)
+
+    def _body(self, graph: Graph, outer):
+        """The subgraph as a function of its inputs, returning its outputs; its scope sees the enclosing one."""
+        def run(*inputs):
+            if len(inputs) != len(graph.inputs):
+                raise ValueError(f"subgraph takes {len(graph.inputs)} inputs, got {len(inputs)}")
+            scope = ChainMap({v.name: x for v, x in zip(graph.inputs, inputs)}, outer)
+            del inputs  # (the scope holds the only references: see _donor)
+            self._run_graph(graph, scope)
+            return tuple(self._value(o.name, "", scope) for o in graph.outputs)
+        run.outputs = graph.outputs  # ValueInfo: dtypes and shapes, for a loop that runs no iteration
+        return run
 
 
 def _reraisable(e: Exception) -> bool:

@@ -192,6 +192,10 @@ def _pool(op: str, X, auto_pad, ceil_mode, dilations, kernel_shape, pads, stride
 
 def MaxPool(X, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None, storage_order=0,
             strides=None, _num_results=2):
+    if X.dtype in (np.uint8, np.int8):  # QOperator models pool 8-bit values: exact in float32
+        result = MaxPool(X.astype(np.float32), auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order,
+                         strides, _num_results)
+        return (result[0].astype(X.dtype), result[1]) if isinstance(result, tuple) else result.astype(X.dtype)
     want = _num_results > 1   # the indices only when the node has that output (passes/unused_outputs.py)
     y, indices = _pool("MaxPool", X, auto_pad, ceil_mode, dilations, kernel_shape, pads, strides, want_indices=want)
     if not want:
