@@ -17,13 +17,13 @@ WIDTH = 118  # the README's line length
 
 def ops_block() -> str:
     try:
-        from onnxstream.runtime.ops import MODULES, OPS
+        from onnxstream.runtime.ops import MODULES, OPS, quantized_contrib
     except ImportError as e:
         sys.exit(f"list-ops: cannot import onnxstream ({e}); build it in place and run with PYTHONPATH=python")
     lines = [BEGIN]
     onnx_ops = [name for name in OPS if not name.startswith("Fused")]  # Fused*: made by the converter's passes
     lines.append(f"{len(onnx_ops)} ONNX ops, by the module under `python/onnxstream/runtime/ops/` that implements them:")
-    for module in MODULES:
+    for module in (*MODULES, quantized_contrib):  # quantized_contrib: onnxruntime's com.microsoft domain
         names = sorted((n for n, fn in OPS.items() if fn.__module__ == module.__name__ and not n.startswith("Fused")),
                        key=str.lower)
         if names:
