@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import onnxstream
+
+# the child imports onnxstream from where this process found it: installed, or PYTHONPATH=python
+PACKAGE_PARENT = str(Path(onnxstream.__file__).resolve().parent.parent)
 
 CHILD = """
 import json, numpy as np
@@ -37,7 +40,7 @@ print(json.dumps({"err": err, "counts": counts, "pool": pool, "gn_err": float(np
 
 
 def run_child(**env):
-    full = {**os.environ, "PYTHONPATH": str(ROOT / "python"), **env}
+    full = {**os.environ, "PYTHONPATH": PACKAGE_PARENT, **env}
     r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=full, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -130,8 +130,12 @@ def flip(path: Path, offset: int):
                                            ("b1", "checksum mismatch in tensor 'b1'")])
 def test_bit_flip_between_runs_is_caught_at_every_run(mlp, name, message):
     feeds = small_models.feeds("mlp")
-    session = onnxstream.Session(mlp)
+    # resident_bytes=0: every run streams every weight again (a resident weight is the copy verified at its first
+    # read, so a later flip on disk cannot reach it: checked below)
+    session = onnxstream.Session(mlp, resident_bytes=0)
+    resident = onnxstream.Session(mlp)
     good = session.run(feeds)["y"]
+    np.testing.assert_array_equal(resident.run(feeds)["y"], good)
     w = next(w for w in load_graph(mlp).weights if w.name == name)
     offset = w.offset + (w.nbytes // 6 + 3 if w.cols_per_block else w.nbytes // 2)  # w1: inside its 2nd block
     flip(mlp / WEIGHTS_FILE, offset)
@@ -140,6 +144,8 @@ def test_bit_flip_between_runs_is_caught_at_every_run(mlp, name, message):
             session.run(feeds)
     with pytest.raises(ValueError, match=message):
         onnxstream.Session(mlp).run(feeds)
+    if not w.cols_per_block:  # column blocks are never resident: they stream and are checked at every run
+        np.testing.assert_array_equal(resident.run(feeds)["y"], good)
     flip(mlp / WEIGHTS_FILE, offset)  # restored: the same session computes the same result again
     np.testing.assert_array_equal(session.run(feeds)["y"], good)
 

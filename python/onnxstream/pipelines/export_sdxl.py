@@ -13,6 +13,7 @@ folder has them.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .export_torch import _export, _too_big, _wrappers, use_safetensors
@@ -192,8 +193,8 @@ def _mapped_safetensors(folder: Path) -> dict:
             start, end = info["data_offsets"]
             dtype = dtypes[info["dtype"]]
             count = (end - start) // torch.tensor([], dtype=dtype).element_size()
-            with __import__("warnings").catch_warnings():
-                __import__("warnings").simplefilter("ignore")   # read-only buffer: never written
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # read-only buffer: never written
                 t = torch.frombuffer(data, dtype=dtype, count=count, offset=8 + n + start) if count else \
                     torch.zeros(0, dtype=dtype)
             tensors[name] = t.reshape(info["shape"]).float() if dtype != torch.float32 else t.reshape(info["shape"])
