@@ -17,8 +17,8 @@ struct Counter {
 Counter g_counts[kFamilies];
 
 // The kernels the trampolines forward to (one config per process, chosen once).
-GemmUkernel g_f32w, g_f16w;
-GemmQc8wUkernel g_qc8w;
+GemmUkernel g_f32w, g_f16w, g_f32w_1row, g_f16w_1row;
+GemmQc8wUkernel g_qc8w, g_qc8w_1row;
 RmaxUkernel g_rmax;
 RaddstoreexpminusmaxUkernel g_exp;
 VScaleShiftUkernel g_scaleshift;
@@ -51,6 +51,22 @@ void gemm_qc8w(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const
                float* c, size_t cs, const float* bias, int acc) {
   add(kQc8w, 2ull * mr * nc * kc, kc * panel_cols(nc), mr * kc * 4, mr, nc);
   g_qc8w(mr, nc, kc, a, as, w, scale, c, cs, bias, acc);
+}
+// The single-row kernels count in the same families: their work is the same GEMM's.
+void gemm_f32w_1row(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
+                    const float* bias, int acc) {
+  add(kF32w, 2ull * mr * nc * kc, kc * panel_cols(nc) * 4, mr * kc * 4, mr, nc);
+  g_f32w_1row(mr, nc, kc, a, as, w, c, cs, bias, acc);
+}
+void gemm_f16w_1row(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
+                    const float* bias, int acc) {
+  add(kF16w, 2ull * mr * nc * kc, kc * panel_cols(nc) * 2, mr * kc * 4, mr, nc);
+  g_f16w_1row(mr, nc, kc, a, as, w, c, cs, bias, acc);
+}
+void gemm_qc8w_1row(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, const float* scale,
+                    float* c, size_t cs, const float* bias, int acc) {
+  add(kQc8w, 2ull * mr * nc * kc, kc * panel_cols(nc), mr * kc * 4, mr, nc);
+  g_qc8w_1row(mr, nc, kc, a, as, w, scale, c, cs, bias, acc);
 }
 float rmax(size_t n, const float* x) {
   add(kRmax, n, 0, n * 4, 0, 0);
@@ -86,6 +102,10 @@ bool counting_kernels() {
 void count_gemm_kernels(GemmConfig& cfg) {
   g_f32w = cfg.f32w, g_f16w = cfg.f16w, g_qc8w = cfg.qc8w;
   cfg.f32w = gemm_f32w, cfg.f16w = gemm_f16w, cfg.qc8w = gemm_qc8w;
+  g_f32w_1row = cfg.f32w_1row, g_f16w_1row = cfg.f16w_1row, g_qc8w_1row = cfg.qc8w_1row;
+  if (g_f32w_1row) cfg.f32w_1row = gemm_f32w_1row;
+  if (g_f16w_1row) cfg.f16w_1row = gemm_f16w_1row;
+  if (g_qc8w_1row) cfg.qc8w_1row = gemm_qc8w_1row;
 }
 
 void count_softmax_kernels(SoftmaxConfig& cfg) {
