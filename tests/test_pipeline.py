@@ -34,7 +34,7 @@ from onnxstream.pipelines.convert_pipeline import convert_pipeline  # noqa: E402
 from onnxstream.pipelines.stable_diffusion import StableDiffusion  # noqa: E402
 from onnxstream.tokenizer import CLIPTokenizer  # noqa: E402
 
-VERSION = "2"  # bump when the tiny pipelines change
+VERSION = "3"  # bump when the tiny pipelines or their export change
 TOLERANCE = 2 / 255
 SAMPLER_NAMES = ["euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"]
 PROMPT, NEGATIVE = "a photo of a cat sitting on a sofa, highly detailed", "blurry, low quality"
