@@ -132,7 +132,8 @@ def reference_pipe(family, mode):
 def compare(model, family, width, height, sampler, mode, guidance, steps, strength=0.6):
     """Our image vs diffusers' at width x height, same latents and per-step noise; returns the max difference."""
     seed = 4321
-    latents = np.random.Generator(np.random.PCG64(7)).standard_normal((1, 4, height // 8, width // 8)).astype(np.float32)
+    shape = (1, 4, height // 8, width // 8)
+    latents = np.random.Generator(np.random.PCG64(7)).standard_normal(shape).astype(np.float32)
     image = init_image(width, height) if mode == "img2img" else None
     sd = StableDiffusion(model)
     got = sd(PROMPT, negative_prompt=NEGATIVE, steps=steps, guidance=guidance, sampler=sampler, width=width,
@@ -150,8 +151,8 @@ def compare(model, family, width, height, sampler, mode, guidance, steps, streng
         expected = pipe(PROMPT, **kw).images
     assert got.shape == expected.shape == (1, height, width, 3)
     diff = float(np.abs(got - expected).max())
-    print(f"{family} {width}x{height} {sampler} {mode} guidance {kw['guidance_scale']} steps {kw['num_inference_steps']}: "
-          f"max abs pixel diff {diff * 255:.4f}/255")
+    print(f"{family} {width}x{height} {sampler} {mode} guidance {kw['guidance_scale']} "
+          f"steps {kw['num_inference_steps']}: max abs pixel diff {diff * 255:.4f}/255")
     assert diff <= TOLERANCE
     assert expected.std() > 0.01  # a real picture, not a constant
     return diff
