@@ -26,42 +26,23 @@ onnx = pytest.importorskip("onnx")
 from onnxstream.graph import load_graph  # noqa: E402
 from onnxstream.pipelines.convert_pipeline import convert_pipeline  # noqa: E402
 from onnxstream.pipelines.stable_diffusion import StableDiffusion  # noqa: E402
-from test_pipeline import (NEGATIVE, PROMPT, SD15_SCHEDULER, SD21_SCHEDULER, TOLERANCE, TURBO_SCHEDULER,  # noqa: E402
-                           TorchNoise, diffusers_scheduler, env_key)
+from test_pipeline import (NEGATIVE, PROMPT, TOLERANCE, TURBO_SCHEDULER, TorchNoise,  # noqa: E402
+                           build_tiny_pipeline, diffusers_scheduler, env_key)
 
 VERSION = "1"  # bump when the tiny pipelines or their export change
 CACHE = Path(os.environ.get("ONNXSTREAM_MODEL_CACHE", Path.home() / ".cache" / "onnxstream")) / "pipeline-tests" / \
     f"sizes-v{VERSION}-{env_key()}"
 
 
-def build_deep_tiny_pipeline(out: Path, sd2=False):
-    """SD's depth at tiny widths. sd2: linear projections, per-block head counts, gelu text encoder, v-prediction."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from test_tokenizer import SD15_CONFIG, SD21_CONFIG, original_merges_gz, write_vocab_files
-    from transformers import CLIPTextConfig, CLIPTextModel
-    work = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(
-        str(write_vocab_files(original_merges_gz(), work / "tok", SD21_CONFIG if sd2 else SD15_CONFIG)))
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1, norm_num_groups=4, cross_attention_dim=32,
-        attention_head_dim=(2, 4, 4, 4) if sd2 else 2, use_linear_projection=sd2)
-    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=64)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=77, hidden_act="gelu" if sd2 else "quick_gelu", projection_dim=32, pad_token_id=49407,
-        bos_token_id=49406, eos_token_id=49407))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=EulerDiscreteScheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.save_pretrained(work / "pipe")
-    (work / "pipe" / "scheduler" / "scheduler_config.json").write_text(
-        json.dumps(SD21_SCHEDULER if sd2 else SD15_SCHEDULER))
-    os.replace(work / "pipe", out)
-    shutil.rmtree(work)
+def deep_configs(sd2=False):
+    """SD's depth at tiny widths (UNet, VAE configs). sd2: linear projections, per-block head counts."""
+    unet = dict(sample_size=8, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, block_out_channels=(8, 16, 16, 16),
+                layers_per_block=1, norm_num_groups=4, cross_attention_dim=32,
+                attention_head_dim=(2, 4, 4, 4) if sd2 else 2, use_linear_projection=sd2)
+    vae = dict(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+               block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=64)
+    return unet, vae
 
 
 def cached(path: Path, make):
@@ -81,7 +62,8 @@ def cached(path: Path, make):
 
 
 def diffusers_dir(family):
-    return cached(CACHE / f"{family}-diffusers", lambda out: build_deep_tiny_pipeline(out, sd2=family == "sd2"))
+    sd2 = family == "sd2"
+    return cached(CACHE / f"{family}-diffusers", lambda out: build_tiny_pipeline(out, sd2, *deep_configs(sd2)))
 
 
 def onnx_dir(family, width, height):

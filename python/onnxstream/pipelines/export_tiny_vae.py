@@ -53,28 +53,20 @@ def export_tiny_vae(source, out_dir, height: int, width: int, latent_channels: i
                          f"this pipeline needs {latent_channels} and {vae_scale_factor} (taesd is for SD 1.x/2.x, "
                          f"taesdxl for SDXL)")
 
-    class Decoder(torch.nn.Module):
-        def __init__(self):
+    class Half(torch.nn.Module):  # vae.decode or vae.encode as a module's forward
+        def __init__(self, method):
             super().__init__()
-            self.vae = vae
+            self.vae, self.method = vae, method
 
-        def forward(self, latent_sample):
-            return self.vae.decode(latent_sample, return_dict=False)[0]
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.vae = vae
-
-        def forward(self, sample):
-            return self.vae.encode(sample, return_dict=False)[0]
+        def forward(self, x):
+            return getattr(self.vae, self.method)(x, return_dict=False)[0]
 
     h, w = height // factor, width // factor
     log("exporting taesd_decoder")
-    _export(Decoder(), (torch.zeros(1, latent_channels, h, w),), out / "taesd_decoder" / "model.onnx",
+    _export(Half("decode"), (torch.zeros(1, latent_channels, h, w),), out / "taesd_decoder" / "model.onnx",
             ["latent_sample"], ["sample"])
     vae.save_config(out / "taesd_decoder")  # config.json: scaling_factor and shift_factor for the manifest
     log("exporting taesd_encoder")
-    _export(Encoder(), (torch.zeros(1, 3, height, width),), out / "taesd_encoder" / "model.onnx",
+    _export(Half("encode"), (torch.zeros(1, 3, height, width),), out / "taesd_encoder" / "model.onnx",
             ["sample"], ["latents"])
     return out
