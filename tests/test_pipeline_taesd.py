@@ -263,6 +263,9 @@ def test_errors(onnx_model, taesd_dir, tmp_path, capsys):
 
     assert convert_with(tmp_path / "nothing-here") == 1
     assert "not a directory and not a hub id" in capsys.readouterr().err
+    assert cli_main(["convert", str(onnx_model / "unet" / "model.onnx"), str(tmp_path / "out"), "--tiny-vae",
+                     str(taesd_dir)]) == 1
+    assert "needs a Stable Diffusion pipeline directory" in capsys.readouterr().err
     # A hub id goes through diffusers' real hub loading; offline (the hub is unreachable here) it fails fast.
     result = subprocess.run([sys.executable, "-m", "onnxstream", "convert", str(onnx_model), str(tmp_path / "out"),
                              "--tiny-vae", "madebyollin/taesd-not-cached"], capture_output=True, text=True,

@@ -27,6 +27,8 @@ def cmd_convert(args) -> int:
                          unet_batches=batches, family=args.family, onnx_only=args.onnx_only, overwrite=args.force,
                          progress=log, tiny_vae=args.tiny_vae)
     else:
+        if args.tiny_vae:
+            raise ValueError("--tiny-vae needs a Stable Diffusion pipeline directory, not a single ONNX file")
         convert(args.model, args.out_dir, weights=args.weights, input_shapes=shapes, overwrite=args.force,
                 progress=log)
     print(f"wrote {args.out_dir}", file=sys.stderr)
