@@ -141,10 +141,10 @@ def compare(model, family, width, height, sampler, mode, guidance, steps, streng
 
 
 PANELS = [(800, 480), (480, 800), (600, 448), (640, 400)]
-CASES = [("sd1", w, h, "euler", "txt2img", 7.5, 3) for w, h in PANELS]
+CASES = [("sd1", w, h, "euler", "txt2img", 7.5, 2) for w, h in PANELS]
 CASES += [("sd1", 800, 480, "dpmpp_2m", "img2img", 7.5, 4), ("sd1", 480, 800, "euler_a", "img2img", 1.0, 3),
           ("sd1", 72, 64, "ddim", "txt2img", 7.5, 3),  # the smallest sizes: latent 9x8 -> 5x4 -> 3x2 -> 2x1
-          ("sd2", 800, 480, "ddim", "txt2img", 7.5, 3), ("sd2", 600, 448, "euler", "img2img", 7.5, 4),
+          ("sd2", 800, 480, "ddim", "txt2img", 7.5, 2), ("sd2", 600, 448, "euler", "img2img", 7.5, 4),
           ("sd-turbo", 800, 480, "euler", "txt2img", None, None), ("sd-turbo", 640, 400, "euler", "img2img", None, 2)]
 
 
