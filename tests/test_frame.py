@@ -25,6 +25,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("dynamicprompts")
 
 from test_pipeline import CACHE, diffusers_dir, png_text  # noqa: E402,F401  (diffusers_dir: a fixture)
+from test_pipeline_taesd import taesd_dir  # noqa: E402,F401  (a fixture: random-weight AutoencoderTiny)
 
 import onnxstream  # noqa: E402
 from onnxstream.frame.dither import dither  # noqa: E402
@@ -142,6 +143,21 @@ def test_once_makes_the_picture_and_its_panel_image(frame_model, prompts, tmp_pa
     assert schedule["number"] == 2 and schedule["current"] is None and schedule["base_seed"] == 41
     assert not (tmp_path / "state" / "picture.npz").exists()
     assert json.loads((frame_model / "memory.json").read_text())["peak_rss_mb"] > 50
+
+
+def test_taesd_decoder_makes_the_picture_the_pipeline_makes(frame_model, taesd_dir, prompts, tmp_path):  # noqa: F811
+    from onnxstream.pipelines.convert_pipeline import convert_pipeline
+    model = convert_pipeline(CACHE / "frame-onnx-800x480", tmp_path / "tiny-800x480-taesd", tiny_vae=taesd_dir)
+    r = run(frame_cmd(model, prompts, tmp_path, "--once", "--steps", "2", "--seed", "5", "--decoder", "taesd"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    colour = tmp_path / "pictures" / "frame-00001.png"
+    text = png_text(colour)
+    assert text["decoder"] == "taesd"
+    image = StableDiffusion(model)(text["prompt"], steps=2, seed=5, decoder="taesd", output_type="np")[0]
+    full = StableDiffusion(model)(text["prompt"], steps=2, seed=5, output_type="np")[0]
+    _, got, _ = read_png(colour)
+    assert got.shape == (480, 800, 3) and np.array_equal(got, to_uint8(image))
+    assert np.abs(to_uint8(full).astype(int) - got).mean() > 1  # TAESD's picture, not the full VAE's
 
 
 def test_bytes_written_per_picture_are_the_checkpoints_and_the_images(frame_model, prompts, tmp_path):
@@ -298,7 +314,8 @@ def test_errors_are_one_line(frame_model, prompts, tmp_path):
              (["--panel", "inky-5"], "unknown panel 'inky-5'"),
              (["--every", "soon"], "--every expects a duration"),
              (["--saturation", "2"], "--saturation must be between 0 and 1"),
-             (["--sampler", "heun"], "unknown sampler")]
+             (["--sampler", "heun"], "unknown sampler"),
+             (["--decoder", "taesd"], "has no TAESD decoder; convert the model again with --tiny-vae")]
     for extra, message in cases:
         r = run(frame_cmd(frame_model, prompts, tmp_path, "--once", *extra))
         assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (extra, r.stderr)

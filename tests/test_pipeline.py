@@ -35,7 +35,7 @@ from onnxstream.pipelines.convert_pipeline import convert_pipeline  # noqa: E402
 from onnxstream.pipelines.stable_diffusion import StableDiffusion  # noqa: E402
 from onnxstream.tokenizer import CLIPTokenizer  # noqa: E402
 
-VERSION = "2"  # bump when the tiny pipelines change
+VERSION = "3"  # bump when the tiny pipelines or their export change
 TOLERANCE = 2 / 255
 SAMPLER_NAMES = ["euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"]
 PROMPT, NEGATIVE = "a photo of a cat sitting on a sofa, highly detailed", "blurry, low quality"
@@ -71,9 +71,10 @@ TURBO_SCHEDULER = {  # stabilityai/sd-turbo scheduler/scheduler_config.json
     "use_karras_sigmas": False}
 
 
-def build_tiny_pipeline(out: Path, sd2=False):
+def build_tiny_pipeline(out: Path, sd2=False, unet_config=None, vae_config=None):
     """sd2: SD 2.x shapes - OpenCLIP-style text encoder (gelu), pad token "!", linear-projection attention
-    with per-block head dims, and SD2.1's v-prediction scheduler."""
+    with per-block head dims, and SD2.1's v-prediction scheduler. unet_config/vae_config replace the tiny
+    UNet's and VAE's configs."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from test_tokenizer import SD15_CONFIG, SD21_CONFIG, original_merges_gz, write_vocab_files
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -81,12 +82,14 @@ def build_tiny_pipeline(out: Path, sd2=False):
     tokenizer = transformers.CLIPTokenizer.from_pretrained(
         str(write_vocab_files(original_merges_gz(), work / "tok", SD21_CONFIG if sd2 else SD15_CONFIG)))
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64),
-                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=32,
-                                attention_head_dim=(2, 4) if sd2 else 8, use_linear_projection=sd2)
-    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64)
+    unet = UNet2DConditionModel(**(unet_config or dict(
+        sample_size=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), layers_per_block=1,
+        norm_num_groups=8, cross_attention_dim=32, attention_head_dim=(2, 4) if sd2 else 8,
+        use_linear_projection=sd2)))
+    vae = AutoencoderKL(**(vae_config or dict(
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64)))
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=77, hidden_act="gelu" if sd2 else "quick_gelu", projection_dim=32, pad_token_id=49407,

@@ -26,8 +26,10 @@ def cmd_convert(args) -> int:
         batches = [int(b) for b in args.unet_batch.split(",")] if args.unet_batch else None
         convert_pipeline(args.model, args.out_dir, weights=args.weights, height=args.height, width=args.width,
                          unet_batches=batches, family=args.family, onnx_only=args.onnx_only, overwrite=args.force,
-                         progress=log, allow_pickle=args.allow_pickle)
+                         progress=log, allow_pickle=args.allow_pickle, tiny_vae=args.tiny_vae)
     else:
+        if args.tiny_vae:
+            raise ValueError("--tiny-vae needs a Stable Diffusion pipeline directory, not a single ONNX file")
         convert(args.model, args.out_dir, weights=args.weights, input_shapes=shapes, overwrite=args.force,
                 progress=log)
     print(f"wrote {args.out_dir}", file=sys.stderr)
@@ -91,14 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", action="append", metavar="NAME=DIMS",
                    help="fix a dynamic input shape, e.g. sample=2x4x64x64 (repeatable)")
     c.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
-    c.add_argument("--height", type=int, help="pipelines: image height (fixed at convert time; default sample_size*8)")
-    c.add_argument("--width", type=int, help="pipelines: image width (fixed at convert time)")
+    c.add_argument("--height", type=int, help="pipelines: image height, any multiple of 8 from 64 (fixed at convert "
+                                              "time; default sample_size*8)")
+    c.add_argument("--width", type=int, help="pipelines: image width, any multiple of 8 from 64, e.g. 800 for an "
+                                             "800x480 panel")
     c.add_argument("--unet-batch", help="pipelines: UNet batch sizes, e.g. 2 (guidance) or 1 (turbo) or 1,2,4 "
                                         "(sd --num N runs one batch-2N pass per step with guidance, N without)")
     c.add_argument("--family", choices=["sd1", "sd2", "sd-turbo", "sdxl", "sdxl-turbo"], help="pipelines: override the guessed family")
     c.add_argument("--onnx-only", action="store_true", help="pipelines: keep the ONNX exports, do not convert")
     c.add_argument("--allow-pickle", action="store_true",
                    help="pipelines: also load pickle checkpoints (.bin/.ckpt/.pt), which can run code: trusted files only")
+    c.add_argument("--tiny-vae", metavar="DIR_OR_HUB_ID", help="pipelines: also convert TAESD (diffusers "
+                   "AutoencoderTiny, e.g. madebyollin/taesd or a local copy) beside the full VAE (sd --decoder taesd)")
     c.set_defaults(func=cmd_convert)
     r = sub.add_parser("run", help="run a converted model on .npy inputs")
     r.add_argument("model_dir")

@@ -9,7 +9,6 @@ step and per picture on stdout, flushed (the journal reads them as they come).
 from __future__ import annotations
 
 import gc
-import inspect
 import os
 import sys
 import time
@@ -41,7 +40,8 @@ def add_parser(sub):
     f.add_argument("--steps", type=int, default=None, help="sampling steps (default 20; sd-turbo: 1)")
     f.add_argument("--guidance", type=float, default=None, help="guidance scale (default 7.5; sd-turbo: 0)")
     f.add_argument("--sampler", default="euler", help=f"one of {', '.join(SAMPLERS)}")
-    f.add_argument("--decoder", choices=["vae", "taesd"], default=None, help="VAE decoder (default: the model's)")
+    f.add_argument("--decoder", choices=["vae", "taesd"], default="vae",
+                   help="the full VAE (default) or TAESD (convert --tiny-vae): about 10x faster, softer detail")
     f.add_argument("--seed", type=int, default=None,
                    help="seed of picture 1; picture n uses seed + n - 1 (default: random, kept in the state)")
     f.add_argument("--saturation", type=float, default=None,
@@ -67,8 +67,9 @@ def unit_argv(args) -> list[str]:
     """The command line of the systemd unit: these arguments with absolute paths, without --once."""
     argv = ["--model", str(Path(args.model).resolve()), "--prompts", str(Path(args.prompts).resolve()),
             "--every", args.every, "--display", args.display, "--output", str(Path(args.output).resolve()),
-            "--state-dir", str(Path(args.state_dir).resolve()), "--sampler", args.sampler, "--dither", args.dither]
-    for name in ("panel", "steps", "guidance", "decoder", "seed", "saturation", "threads"):
+            "--state-dir", str(Path(args.state_dir).resolve()), "--sampler", args.sampler, "--dither", args.dither,
+            "--decoder", args.decoder]
+    for name in ("panel", "steps", "guidance", "seed", "saturation", "threads"):
         if getattr(args, name) is not None:
             argv += [f"--{name}", str(getattr(args, name))]
     return argv
@@ -133,8 +134,7 @@ def cmd_frame(args) -> int:
     model_dir = Path(args.model)
     from ..pipelines.stable_diffusion import StableDiffusion
     sd = StableDiffusion(model_dir, threads=args.threads)  # reads the manifest only: weights stream per step
-    if args.decoder and "decoder" not in inspect.signature(sd.__call__).parameters:
-        raise ValueError("--decoder: this onnxstream's Stable Diffusion pipeline has no choice of decoder")
+    sd.autoencoder(args.decoder)  # at start-up, not hours later: --decoder taesd needs a model with TAESD
     if args.install_systemd:
         if args.panel:
             check_size(sd, panel_from_name(args.panel), model_dir)

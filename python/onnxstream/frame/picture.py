@@ -55,9 +55,8 @@ def make(sd, job: dict, output: Path, state_dir: Path, panel, saturation: float,
         eta = seconds * (total - step)
         log(f"picture {job['number']} step {step}/{total}  {seconds:.1f} s/step  ETA {format_duration(eta)}")
 
-    kw = dict(steps=job["steps"], guidance=job["guidance"], sampler=job["sampler"], seed=job["seed"])
-    if job.get("decoder"):  # only when asked: pipelines without a choice of decoder take no such argument
-        kw["decoder"] = job["decoder"]
+    kw = dict(steps=job["steps"], guidance=job["guidance"], sampler=job["sampler"], seed=job["seed"],
+              decoder=job.get("decoder") or "vae")
     # H x W x 3 float in [0, 1]; a resumed run takes every parameter from the checkpoint
     image = sd(job["prompt"], **kw, output_type="np", progress=progress, save_latents=checkpoint,
                resume=resume)[0]
@@ -65,9 +64,7 @@ def make(sd, job: dict, output: Path, state_dir: Path, panel, saturation: float,
     text = {"prompt": p["prompt"], "negative_prompt": "", "seed": p["seed"], "steps": p["steps"],
             "sampler": p["sampler"], "guidance": p["guidance"], "model": Path(sd.model_dir).resolve().name,
             "size": f"{p['width']}x{p['height']}", "software": "onnxstream frame", "template": job["template"],
-            "picture": job["number"], "panel": panel.name}
-    if job.get("decoder"):
-        text["decoder"] = job["decoder"]
+            "picture": job["number"], "panel": panel.name, "decoder": p["decoder"]}
     colour, panel_png = paths(output, job["number"])
     pixels = to_uint8(image)                                       # [H, W, 3] uint8
     write_atomic(colour, png_bytes(pixels, text))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..schedulers import SAMPLERS
+from .stable_diffusion import DECODERS
 
 
 def add_parser(sub):
@@ -30,6 +31,12 @@ def add_parser(sub):
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--save-latents", default=None, metavar="FILE", help="save the state after every step")
     s.add_argument("--resume", default=None, metavar="FILE", help="continue a run saved with --save-latents")
+    s.add_argument("--decoder", choices=DECODERS, default="vae",
+                   help="vae (default) or taesd: the tiny autoencoder (convert --tiny-vae), many times faster, "
+                        "slightly softer; also encodes --init-image")
+    s.add_argument("--preview", default=None, metavar="FILE",
+                   help="write a PNG of the picture so far every --preview-every steps (TAESD when converted)")
+    s.add_argument("--preview-every", type=int, default=1, metavar="N", help="steps between previews (default 1)")
     s.set_defaults(func=cmd_sd)
 
 
@@ -75,18 +82,21 @@ def cmd_sd(args) -> int:
     out = Path(args.output)
     if not out.parent.is_dir():
         raise ValueError(f"output folder {out.parent} does not exist")
+    if args.preview is not None and not Path(args.preview).parent.is_dir():
+        raise ValueError(f"preview folder {Path(args.preview).parent} does not exist")
     sd = StableDiffusion(args.model, threads=args.threads)
     progress = Progress()
     try:
         images = sd(args.prompt, negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
                     sampler=args.sampler, seed=args.seed, width=args.width, height=args.height,
                     init_image=args.init_image, strength=args.strength, num=args.num, output_type="np",
-                    progress=progress, save_latents=args.save_latents, resume=args.resume)
+                    progress=progress, save_latents=args.save_latents, resume=args.resume, decoder=args.decoder,
+                    preview=args.preview, preview_every=args.preview_every)
     finally:
         progress.close()
     p = sd.last_params
     text = {"prompt": p["prompt"], "negative_prompt": p["negative_prompt"] or "", "seed": p["seed"],
-            "steps": p["steps"], "sampler": p["sampler"], "guidance": p["guidance"],
+            "steps": p["steps"], "sampler": p["sampler"], "guidance": p["guidance"], "decoder": p["decoder"],
             "model": Path(args.model).resolve().name, "size": f"{p['width']}x{p['height']}", "software": "onnxstream"}
     if p["img2img"]:
         text["strength"] = p["strength"]

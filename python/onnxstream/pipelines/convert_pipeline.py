@@ -6,13 +6,15 @@ are exported to ONNX with torch first) or a directory of ONNX exports in the opt
 scheduler/, model_index.json). Output, written to a temp dir renamed at the end:
 
   text_encoder/ unet/ [unet_batch1/] vae_decoder/ vae_encoder/   onnxstream model dirs
+  [taesd_decoder/ taesd_encoder/]   the tiny autoencoder (--tiny-vae), beside the full VAE
   tokenizer/   vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json
   (SDXL also text_encoder_2/ and tokenizer_2/: convert_sdxl.py)
   scheduler/   scheduler_config.json
   manifest.json   family, prediction type, latent channels, VAE scaling factor, image size, UNet batches
 
 The engine fixes every shape at convert time, so a converted model makes images of ONE size (--height/--width,
-default the UNet's sample_size * 8). Convert again (to another directory) for another size.
+default the UNet's sample_size * 8; any multiple of 8 from 64 up, e.g. a panel's 800x480). Convert again (to another
+directory) for another size.
 """
 from __future__ import annotations
 
@@ -116,8 +118,9 @@ def _fixed(shape, want, what):
     return tuple(want)
 
 
-def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
-    """Fixed input shapes of every part -> ({part_dir_name: (onnx path, {input: shape})}, sizes)."""
+def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg, tiny_dir: Path):
+    """Fixed input shapes of every part -> ({part_dir_name: (onnx path, {input: shape})}, sizes).
+    The tiny autoencoder's parts (taesd_decoder/, taesd_encoder/) join the plan when tiny_dir holds them."""
     unet_dirs = sorted(p.name for p in onnx_dir.iterdir() if p.name == "unet" or p.name.startswith("unet_batch"))
     unet_in = _onnx_inputs(onnx_dir / "unet" / "model.onnx")
     sample = unet_in["sample"]
@@ -146,6 +149,10 @@ def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
         for part in convert_sdxl.TEXT_ENCODERS:
             outputs[part] = convert_sdxl.text_encoder_outputs(list(_onnx_outputs(plan[part][0])), part)
         pooled = _onnx_outputs(plan["text_encoder_2"][0])["text_embeds"][-1] or 1280
+    for name, shapes in (("taesd_decoder", {"latent_sample": (1, latent_c, h, w)}),
+                         ("taesd_encoder", {"sample": (1, 3, height, width)})):
+        if (tiny_dir / name / "model.onnx").is_file():
+            plan[name] = (tiny_dir / name / "model.onnx", shapes)
     batches = {}
     for name in unet_dirs:
         shapes = _onnx_inputs(onnx_dir / name / "model.onnx")
@@ -166,8 +173,18 @@ def _plan(onnx_dir: Path, height, width, unet_cfg, vae_cfg):
     return plan, batches, sizes
 
 
+def _tiny_vae_manifest(plan, source):
+    """The manifest's record of the tiny autoencoder (None without one): its parts and latent scaling."""
+    if "taesd_decoder" not in plan:
+        return None
+    cfg = _read_json(plan["taesd_decoder"][0].parent / "config.json")
+    return {"decoder": "taesd_decoder", "encoder": "taesd_encoder" if "taesd_encoder" in plan else None,
+            "scaling_factor": cfg.get("scaling_factor", 1.0), "shift_factor": cfg.get("shift_factor") or 0.0,
+            "source": str(source) if source is not None else cfg.get("_name_or_path")}
+
+
 def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet_batches=None, family=None,
-                     onnx_only=False, overwrite=False, progress=None, allow_pickle=False) -> Path:
+                     onnx_only=False, overwrite=False, progress=None, allow_pickle=False, tiny_vae=None) -> Path:
     """Convert the pipeline at `src` into `out_dir` (see the module docstring); returns out_dir.
 
     unet_batches: UNet batch sizes to build (diffusers input only): 2 serves guidance (cond + uncond in one
@@ -175,7 +192,10 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
     onnx_only: write the ONNX exports (model.onnx per part) instead of converting them; such a directory can
     be converted later, or run with onnxruntime for reference.
     allow_pickle: also load pickle checkpoints (.bin, .ckpt, .pt) where a part has no safetensors (loading one can
-    run code: only for files you trust)."""
+    run code: only for files you trust).
+    tiny_vae: a diffusers AutoencoderTiny directory or hub id (madebyollin/taesd; taesdxl for SDXL), exported and
+    converted beside the full VAE (`sd(..., decoder="taesd")`). An ONNX source directory's own taesd_decoder/ and
+    taesd_encoder/ exports are converted without it."""
     src, out_dir = Path(src), Path(out_dir)
     log = progress or (lambda m: None)
     if out_dir.exists() and not overwrite:
@@ -213,8 +233,16 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
             (export_sdxl_parts if sdxl else export_parts)(src, onnx_dir, height, width, batches, progress=log,
                                                           allow_pickle=allow_pickle)
             _copy_configs(src, onnx_dir)
-        plan, batches, sizes = _plan(onnx_dir, height, width, unet_cfg, vae_cfg)
+        tiny_dir = onnx_dir
+        if tiny_vae is not None:
+            from .export_tiny_vae import export_tiny_vae
+            _, _, sizes = _plan(onnx_dir, height, width, unet_cfg, vae_cfg, onnx_dir)
+            tiny_dir = onnx_dir if kind == "diffusers" else (tmp if onnx_only else tmp / "onnx")
+            export_tiny_vae(tiny_vae, tiny_dir, sizes["height"], sizes["width"], sizes["latent_channels"],
+                            sizes["vae_scale_factor"], progress=log)
+        plan, batches, sizes = _plan(onnx_dir, height, width, unet_cfg, vae_cfg, tiny_dir)
         sdxl_sizes = sizes.pop("sdxl", None)
+        tiny_manifest = _tiny_vae_manifest(plan, tiny_vae)  # before the exports are deleted
         if not onnx_only:
             from ..converter import convert
             for name, (path, shapes) in plan.items():
@@ -223,11 +251,11 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
                 convert(path, tmp / name, weights=weights, input_shapes=shapes, progress=log,
                         outputs=list(keep.values()) if keep else None,
                         calibration=_vae_calibration(name, shapes, vae_cfg))
-            if kind == "diffusers":
-                shutil.rmtree(tmp / "onnx")
+            shutil.rmtree(tmp / "onnx", ignore_errors=True)  # the exports (diffusers input; a tiny VAE exported now)
         elif kind == "onnx":
             for name, (path, _) in plan.items():
-                shutil.copytree(path.parent, tmp / name)
+                if path.parent != tmp / name:  # a tiny VAE exported just now is already in place
+                    shutil.copytree(path.parent, tmp / name)
 
         for tokenizer in ("tokenizer", "tokenizer_2") if sdxl else ("tokenizer",):
             (tmp / tokenizer).mkdir()
@@ -246,6 +274,7 @@ def convert_pipeline(src, out_dir, weights="fp32", height=None, width=None, unet
             "sample_size": unet_cfg.get("sample_size"),
             "unet_batches": {str(b): name for b, name in sorted(batches.items())},
             "weights": weights, "engine": "onnx" if onnx_only else "onnxstream", **sizes,
+            "tiny_vae": tiny_manifest,
         }
         if sdxl:
             if not sdxl_sizes:

@@ -15,6 +15,12 @@ diffusers' images exactly. img2img samples the VAE latent distribution (mean + s
 
 Sizes: the engine fixes shapes at convert time, so width/height must be the converted size and 2*num (num
 without guidance) must fit a converted UNet batch size (manifest.json "unet_batches"; convert --unet-batch).
+
+Autoencoders: decoder="vae" (the full VAE) or "taesd" (the tiny autoencoder, convert --tiny-vae) decodes the
+final latents and, in img2img, encodes the init image (as diffusers' pipelines do with `pipe.vae =
+AutoencoderTiny(...)`: TAESD's encoder gives a point, not a distribution, so it draws no noise). preview=FILE or
+preview(step, total, images) shows the sampler's current estimate of the final latents every preview_every steps,
+decoded with TAESD when the model has it (else the full VAE).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from .sdxl_conditioning import SDXLConditioning, micro_conditioning
 NOISY_SAMPLERS = ("euler_a", "lcm")  # draw fresh noise at every step
 FAMILY_DEFAULTS = {"sd1": (20, 7.5), "sd2": (20, 7.5), "sd-turbo": (1, 0.0),  # steps, guidance
                    "sdxl": (20, 5.0), "sdxl-turbo": (1, 0.0)}
+DECODERS = ("vae", "taesd")
 
 
 class PortableRNG:
@@ -197,29 +204,54 @@ class StableDiffusion:
                 f"a batch of {batch} needs converting again with --unet-batch {batch} "
                 f"(--num N takes batch 2N with guidance, N without)")
 
-    def vae_encode(self, image: np.ndarray, rng, num=1) -> np.ndarray:
+    @property
+    def decoders(self) -> list:
+        """The autoencoders this model has: ["vae"], or ["vae", "taesd"] when converted with --tiny-vae."""
+        return ["vae", "taesd"] if self.manifest.get("tiny_vae") else ["vae"]
+
+    def autoencoder(self, decoder: str):
+        """"vae" | "taesd" -> (decoder part, encoder part or None, scaling factor, shift factor)."""
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        if decoder == "vae":
+            m = self.manifest
+            return "vae_decoder", "vae_encoder", m["vae_scaling_factor"], m.get("vae_shift_factor") or 0.0
+        tiny = self.manifest.get("tiny_vae")
+        if not tiny:
+            raise ValueError(f"{self.model_dir} has no TAESD decoder; convert the model again with --tiny-vae "
+                             f"madebyollin/taesd (a hub id or a local AutoencoderTiny directory)")
+        return tiny["decoder"], tiny.get("encoder"), tiny["scaling_factor"], tiny.get("shift_factor") or 0.0
+
+    def vae_encode(self, image: np.ndarray, rng, num=1, decoder="vae") -> np.ndarray:
         """[1, 3, H, W] in [-1, 1] -> scaled latents [num, C, h, w]: one encoder pass, then one sample of the
-        latent distribution per image (like diffusers)."""
-        moments = _first(self.part("vae_encoder").run({"sample": image}))
+        latent distribution per image (like diffusers; TAESD's encoder gives the latents themselves)."""
+        _, encoder, scaling, shift = self.autoencoder(decoder)
+        if encoder is None:
+            raise ValueError(f"{self.model_dir} has no TAESD encoder for img2img; use decoder 'vae'")
+        moments = _first(self.part(encoder).run({"sample": image}))
         if moments.shape[1] == self.latent_shape[1]:  # an older optimum export that samples inside the graph
             latents = np.repeat(moments, num, axis=0)
         else:  # mean and log-variance, as diffusers' DiagonalGaussianDistribution
             mean, logvar = np.split(moments, 2, axis=1)
             std = np.exp(np.float32(0.5) * np.clip(logvar, -30.0, 20.0)).astype(np.float32)
             latents = mean + std * rng.standard_normal((num,) + mean.shape[1:])
-        shift = self.manifest.get("vae_shift_factor") or 0.0
-        return ((latents - np.float32(shift)) * np.float32(self.manifest["vae_scaling_factor"])).astype(np.float32)
+        return ((latents - np.float32(shift)) * np.float32(scaling)).astype(np.float32)
 
-    def vae_decode(self, latents: np.ndarray) -> np.ndarray:
+    def vae_decode(self, latents: np.ndarray, decoder="vae") -> np.ndarray:
         """Scaled latents [1, C, h, w] -> float32 image H x W x 3 in [0, 1] (diffusers' postprocess)."""
-        shift = self.manifest.get("vae_shift_factor") or 0.0
-        x = (latents / np.float32(self.manifest["vae_scaling_factor"]) + np.float32(shift)).astype(np.float32)
-        image = _first(self.part("vae_decoder").run({"latent_sample": x}))
+        part, _, scaling, shift = self.autoencoder(decoder)
+        x = (latents / np.float32(scaling) + np.float32(shift)).astype(np.float32)
+        image = _first(self.part(part).run({"latent_sample": x}))
         return np.clip(image / np.float32(2) + np.float32(0.5), 0, 1)[0].transpose(1, 2, 0).astype(np.float32)
 
     # ------------------------------------------------------------------ txt2img / img2img
 
-    def check(self, sampler, width, height, steps, strength, init_image):
+    def check(self, sampler, width, height, steps, strength, init_image, decoder, preview_every):
+        _, encoder, _, _ = self.autoencoder(decoder)
+        if init_image is not None and encoder is None:
+            raise ValueError(f"{self.model_dir} has no TAESD encoder for img2img; use decoder 'vae'")
+        if preview_every < 1:
+            raise ValueError(f"preview_every must be at least 1, got {preview_every}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if width % 8 or height % 8 or width < 64 or height < 64:
@@ -235,8 +267,9 @@ class StableDiffusion:
 
     def __call__(self, prompt, negative_prompt=None, steps=None, guidance=None, sampler="euler", seed=None,
                  width=None, height=None, latents=None, init_image=None, strength=0.8, output_type="pil", num=1,
-                 progress=None, generator=None, save_latents=None, resume=None, original_size=None,
-                 crops_coords_top_left=(0, 0), target_size=None, aesthetic_score=6.0, negative_aesthetic_score=2.5):
+                 progress=None, generator=None, save_latents=None, resume=None, decoder="vae", preview=None,
+                 preview_every=1, original_size=None, crops_coords_top_left=(0, 0), target_size=None,
+                 aesthetic_score=6.0, negative_aesthetic_score=2.5):
         """Generate `num` images; returns one image (num == 1) or a list, or float32 [num, H, W, 3] for "np".
 
         steps/guidance default to 20/7.5 (1/0.0 for sd-turbo); guidance <= 1 skips the unconditional pass.
@@ -245,6 +278,10 @@ class StableDiffusion:
         (default: PortableRNG(seed + i) for image i, so image i of a batch is the image of a run with seed + i).
         progress(step, total, seconds_per_step) is called after every step. save_latents: file rewritten
         atomically after every step; resume: such a file to continue from (its parameters win).
+        decoder: "vae" (default) or "taesd" (needs convert --tiny-vae), for the final decode and img2img's encode.
+        preview: a PNG path (rewritten atomically) or a function preview(step, total, images [num, H, W, 3] in
+        [0, 1]), given the sampler's estimate of the final image after every preview_every-th step (not after the
+        last: the result follows); decoded with TAESD when converted, else the full VAE.
         SDXL micro-conditioning (sdxl_conditioning.py): original_size, crops_coords_top_left, target_size as
         (height, width), default the image size and (0, 0); aesthetic_score / negative_aesthetic_score (refiners)."""
         state = load_latents(resume) if resume else None
@@ -253,6 +290,7 @@ class StableDiffusion:
             prompt, negative_prompt, steps, guidance, sampler = (p["prompt"], p["negative_prompt"], p["steps"],
                                                                   p["guidance"], p["sampler"])
             seed, strength, num = p["seed"], p["strength"], p["num"]
+            decoder = p.get("decoder", "vae")  # files saved before decoders were selectable
             if "micro" in p:
                 original_size, crops_coords_top_left, target_size = (p["micro"]["original_size"],
                                                                      p["micro"]["crops_coords_top_left"],
@@ -263,7 +301,8 @@ class StableDiffusion:
         steps = default_steps if steps is None else int(steps)
         guidance = default_guidance if guidance is None else float(guidance)
         width, height = width or self.width, height or self.height
-        self.check(sampler, width, height, steps, strength, init_image if state is None else None)
+        self.check(sampler, width, height, steps, strength, init_image if state is None else None, decoder,
+                   preview_every)
         if num < 1:
             raise ValueError(f"num must be at least 1, got {num}")
         use_cfg = guidance > 1  # as diffusers: guidance 1 (or Turbo's 0) needs no unconditional pass
@@ -276,6 +315,7 @@ class StableDiffusion:
             init_image = load_image(init_image, width, height)
         params = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                       sampler=sampler, seed=seed, width=width, height=height, strength=strength, num=num,
+                      decoder=decoder,
                       img2img=init_image is not None if state is None else state["params"]["img2img"])
         micro = None
         if self.sdxl:
@@ -310,7 +350,7 @@ class StableDiffusion:
                     raise ValueError(f"latents must have shape {shape} (or a batch of 1), got {noise.shape}")
             done = 0
             if params["img2img"]:
-                init = self.vae_encode(init_image, rng, num)  # [num, C, h, w]: one encoder pass, a sample per image
+                init = self.vae_encode(init_image, rng, num, decoder)  # [num, C, h, w]: one encoder pass
                 noise = rng.standard_normal(init.shape) if noise is None else noise
                 x = sched.add_noise(init, noise.astype(np.float32), timesteps[:1])
             else:
@@ -330,10 +370,24 @@ class StableDiffusion:
             if save_latents:
                 save_latents_file(save_latents, latents=x, done=i + 1, image_index=0, images=[],
                                   params=params, scheduler=sched, rng=rng)
+            if preview is not None and (i + 1) % preview_every == 0 and i + 1 < len(timesteps):
+                self.preview(preview, getattr(sched, "pred_original_sample", x), i + 1, len(timesteps))
             if progress:
                 progress(i + 1, len(timesteps), time.perf_counter() - start)
-        images = [self.vae_decode(x[j:j + 1]) for j in range(num)]
+        images = [self.vae_decode(x[j:j + 1], decoder) for j in range(num)]
         return self._output(np.stack(images), output_type, num)
+
+    def preview(self, preview, latents, step, total):
+        """Decode `latents` [num, C, h, w] (TAESD when converted) for preview: a path gets a PNG of the images
+        side by side, written atomically; a function gets (step, total, images [num, H, W, 3])."""
+        decoder = "taesd" if "taesd" in self.decoders else "vae"
+        images = np.stack([self.vae_decode(latents[j:j + 1], decoder) for j in range(latents.shape[0])])
+        if callable(preview):
+            preview(step, total, images)
+        else:
+            from .images import save_png
+            save_png(preview, np.concatenate(list(images), axis=1), {"step": f"{step}/{total}",
+                                                                      "software": "onnxstream"})
 
     @staticmethod
     def _output(images, output_type, num):

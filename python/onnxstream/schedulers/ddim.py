@@ -103,6 +103,7 @@ class DDIMScheduler(SchedulerBase):
         elif c["clip_sample"]:
             r = F32(c["clip_sample_range"])
             x0 = np.clip(x0, -r, r)
+        self.pred_original_sample = x0  # the step's estimate of the final latents (previews)
 
         # sigma_t of the DDIM paper (eq. 16), scaled by eta.
         variance = ((F32(1) - a_prev) / b_t) * (F32(1) - a_t / a_prev)

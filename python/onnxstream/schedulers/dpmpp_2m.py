@@ -246,6 +246,7 @@ class DPMPP2MScheduler(SchedulerBase):
         sample = as_f32(sample)
         x0 = self._to_x0(as_f32(model_output), sample)
         self.model_outputs = self.model_outputs[1:] + [x0]
+        self.pred_original_sample = x0  # the step's estimate of the final latents (previews)
 
         order = c["solver_order"]
         if order == 1 or self.lower_order_nums < 1 or lower_final:

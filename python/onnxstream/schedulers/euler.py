@@ -139,6 +139,7 @@ class EulerScheduler(SchedulerBase):
             x0 = model_output
         else:
             raise ValueError(f"prediction_type {pred!r} is not supported")
+        self.pred_original_sample = x0  # the step's estimate of the final latents (previews)
         derivative = (sample - x0) / sigma
         dt = self.sigmas[self._step_index + 1] - sigma
         prev = sample + derivative * dt

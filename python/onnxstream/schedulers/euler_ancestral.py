@@ -92,6 +92,7 @@ class EulerAncestralScheduler(SchedulerBase):
         else:
             raise ValueError(f"prediction_type {pred!r} is not supported by euler_a")
 
+        self.pred_original_sample = x0  # the step's estimate of the final latents (previews)
         s_from, s_to = sigma, self.sigmas[self._step_index + 1]
         # Split the next noise level into a deterministic part and fresh noise.
         sigma_up = np.sqrt(s_to * s_to * (s_from * s_from - s_to * s_to) / (s_from * s_from))

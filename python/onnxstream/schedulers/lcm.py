@@ -140,7 +140,7 @@ class LCMScheduler(SchedulerBase):
             x0 = np.clip(x0, -r, r)
 
         denoised = c_out * x0 + c_skip * sample
-        self.denoised = denoised
+        self.denoised = self.pred_original_sample = denoised  # the final latents' estimate (previews)
         if self._step_index != self.num_inference_steps - 1:
             noise = need_noise(noise, sample, "LCMScheduler")
             prev = np.sqrt(a_prev) * denoised + np.sqrt(b_prev) * noise
