@@ -49,12 +49,13 @@ TARGETS = {  # toolchains/*.cmake: zig target, -mcpu, extra flags; llvm-mca trip
 }
 K = "cpp/kernels/"
 # The kernels dispatch.cc picks on each target: (family, target, source, function name fragment)
-TILES = {"aarch64": ("6x16", "aarch64-neonfma"), "armv7": ("4x16", "neon")}
+TILES = {"aarch64": ("8x16", "aarch64-neonfma-cortex-a53"), "armv7": ("4x16", "neon")}  # GEMM tile, suffix
+ISAS = {"aarch64": "aarch64-neonfma", "armv7": "neon"}
 KERNELS = [
     (family, target, K + f"{family}/{family}-{TILES[target][0]}-{TILES[target][1]}.cc", f"_ukernel_{TILES[target][0]}")
     for target in TILES for family in ("f32-gemm", "f32-f16w-gemm", "f32-qc8w-gemm")
 ] + [
-    (family, target, K + f"{family}/{family}-{TILES[target][1]}.cc", family.split("-", 1)[1])
+    (family, target, K + f"{family}/{family}-{ISAS[target]}.cc", family.split("-", 1)[1])
     for target in TILES for family in ("f32-rmax", "f32-raddstoreexpminusmax")
 ] + [
     (family, target, K + "f32-convband/f32-convband-scalar.cc", family.split("-", 1)[1])  # no NEON row kernels yet
@@ -132,36 +133,61 @@ def instructions(lines) -> list[str]:
 def inner_loops(lines) -> list[list[str]]:
     """Inner loops of a function. Clang output: the blocks of each 'This Inner Loop Header' (its own block and
     every block annotated 'in Loop: Header=<it>'), in layout order; a loop with branches inside thus counts every
-    path. Hand-written assembly (XNNPACK's .S): from a numeric label to the last branch back to it ('1b')."""
-    if any("Loop Header" in l for l in lines):
-        blocks, current = [], None
-        for line in lines:
-            m = re.match(r"^(\.LBB\d+_\d+):|^\s*(//|@) %bb\.\d+:", line)
-            if m:
-                current = [line]
-                blocks.append(current)
-            elif current is not None:
-                current.append(line)
-        loops = []
-        for b in blocks:
-            head = " ".join(b[:2])
-            if "This Inner Loop Header" not in head:
-                continue
-            name = re.match(r"^\.L(BB\d+_\d+):", b[0]).group(1)
-            loops.append([l for blk in blocks if blk is b or f"Header={name} " in blk[0] + " " for l in blk])
-        return loops
+    path. Inline asm inside clang output (between its APP / NO_APP markers) and hand-written assembly (XNNPACK's
+    .S): from a numeric label to the last branch back to it ('1b')."""
+    loops = _clang_loops(lines) if any("Loop Header" in l for l in lines) else []
+    regions, region = [], None
+    for line in lines:
+        if re.match(r"^\s*(//|@)APP\b", line):
+            region = []
+        elif re.match(r"^\s*(//|@)NO_APP\b", line):
+            regions.append(region or [])
+            region = None
+        elif region is not None:
+            region.append(line)
+    if not regions and not loops:
+        regions = [lines]
+    for r in regions:
+        loops += _label_loops(r)
+    return loops
+
+
+def _clang_loops(lines) -> list[list[str]]:
+    blocks, current = [], None
+    for line in lines:
+        m = re.match(r"^(\.LBB\d+_\d+):|^\s*(//|@) %bb\.\d+:", line)
+        if m:
+            current = [line]
+            blocks.append(current)
+        elif current is not None:
+            current.append(line)
+    loops = []
+    for b in blocks:
+        head = " ".join(b[:2])
+        if "This Inner Loop Header" not in head:
+            continue
+        name = re.match(r"^\.L(BB\d+_\d+):", b[0]).group(1)
+        loops.append([l for blk in blocks if blk is b or f"Header={name} " in blk[0] + " " for l in blk])
+    return loops
+
+
+def _label_loops(lines) -> list[list[str]]:
+    """Loops from a label to the last branch back to it: numeric labels ('1:' ... 'b.ne 1b') as written, or the
+    .Ltmp labels clang's assembler turns them into in inline asm."""
     labels = {}
     for i, line in enumerate(lines):
-        m = re.match(r"^\s*(\d+):", line)
+        m = re.match(r"^\s*(\d+|\.Ltmp\d+):", line)
         if m:
             labels.setdefault(m.group(1), i)
     loops = []
+    branch = r"(b\.\w+|b|cbn?z|bne|bhs|bhi|bcs|bge|bgt)\s+.*"
     for label, start in labels.items():
-        pat = re.compile(rf"^\s*(b\.\w+|b|cbn?z|bne|bhs|bhi|bcs|bge|bgt)\s+.*\b{label}b\s*$", re.I)
+        target = rf"\b{label}b" if label.isdigit() else re.escape(label)
+        pat = re.compile(rf"^\s*{branch}{target}\s*$", re.I)
         ends = [i for i in range(start + 1, len(lines)) if pat.search(COMMENT.sub("", lines[i]))]
         if ends:
             loops.append(lines[start:ends[-1] + 1])
-    backward = re.compile(r"\b\d+b\s*$")  # innermost only: no other backward branch inside
+    backward = re.compile(rf"^\s*{branch}(\b\d+b|\.Ltmp\d+)\s*$", re.I)  # innermost: one backward branch
     return [l for l in loops if sum(1 for x in l if backward.search(COMMENT.sub("", x))) == 1]
 
 
@@ -261,7 +287,8 @@ def mca(body: list[str], target: str) -> tuple[float, str, int]:
     instructions had to be substituted for the model."""
     _, triple, cpu, attrs = TARGETS[target]
     # branches inside the loop go to one label at its top (the model does not follow them anyway)
-    ins = ["Lloop:"] + [re.sub(r"(\s)(\.LBB\d+_\d+|\d+[bf])\s*$", r"\1Lloop", i) for i in instructions(body)]
+    ins = ["Lloop:"] + [re.sub(r"(\s)(\.LBB\d+_\d+|\.Ltmp\d+|\d+[bf])\s*$", r"\1Lloop", i)
+                        for i in instructions(body)]
     substituted = 0
     cmd = [MCA, f"-mtriple={triple}", f"-mcpu={cpu}", "-iterations=500"] + ([f"-mattr={attrs}"] if attrs else [])
     for _ in range(1000):

@@ -1,5 +1,6 @@
-# Microkernels: cpp/kernels/<family>/<name>-<isa>.cc. The ISA token ending each file name decides whether the file
-# is built for this target and with which flags; no other source gets ISA flags. Sets ONNXSTREAM_KERNEL_SOURCES and
+# Microkernels: cpp/kernels/<family>/<name>-<isa>[-<core>].cc. The ISA token ending each file name (before an
+# optional core token such as cortex-a53) decides whether the file is built for this target and with which flags;
+# no other source gets ISA flags. Sets ONNXSTREAM_KERNEL_SOURCES and
 # ONNXSTREAM_KERNEL_DEFINITIONS (ONNXSTREAM_KERNELS_<ISA> per ISA list built, read by kernels/microkernels.h).
 file(GLOB ONNXSTREAM_ALL_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../cpp/kernels/*/*.cc)
 
@@ -26,7 +27,7 @@ set(ONNXSTREAM_KERNEL_SOURCES "")
 set(ONNXSTREAM_KERNEL_DEFINITIONS "")
 foreach(_isa IN LISTS _isas)
   set(_files ${ONNXSTREAM_ALL_KERNELS})
-  list(FILTER _files INCLUDE REGEX "-${_isa}\\.cc$")
+  list(FILTER _files INCLUDE REGEX "-${_isa}(-cortex-a[0-9]+)?\\.cc$")
   if(_flags_${_isa})
     set_source_files_properties(${_files} PROPERTIES COMPILE_OPTIONS "${_flags_${_isa}}")
   endif()

@@ -23,9 +23,10 @@ GemmConfig choose_gemm() {
     cfg.qc8w_1row = f32_qc8w_gemm_ukernel_1x16__neon;
   })
   ONNXSTREAM_IF_aarch64_neonfma(if (cpu_has(kIsaAarch64Neonfma)) {
-    cfg = {"aarch64-neonfma", 6, 16, f32_gemm_ukernel_6x16__aarch64_neonfma,
-           f32_f16w_gemm_ukernel_6x16__aarch64_neonfma,
-           f32_qc8w_gemm_ukernel_6x16__aarch64_neonfma, x32_packw_ukernel_x16__scalar,
+    // Scheduled for the Cortex-A53 (Pi Zero 2 W, Pi 3); no spills, so fine on the out-of-order Pi 4/5 cores too.
+    cfg = {"aarch64-neonfma", 8, 16, f32_gemm_ukernel_8x16__aarch64_neonfma_cortex_a53,
+           f32_f16w_gemm_ukernel_8x16__aarch64_neonfma_cortex_a53,
+           f32_qc8w_gemm_ukernel_8x16__aarch64_neonfma_cortex_a53, x32_packw_ukernel_x16__scalar,
            x16_packw_ukernel_x16__scalar, 256, 256};
     cfg.f32w_1row = f32_gemm_ukernel_1x16__aarch64_neonfma;
     cfg.f16w_1row = f32_f16w_gemm_ukernel_1x16__aarch64_neonfma;

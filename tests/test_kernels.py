@@ -71,9 +71,10 @@ def test_microkernels_qemu(target, name, tmp_path):
     common = ["-O2", "-std=c++17", f"-I{ROOT / 'cpp'}", f"-I{ROOT / 'tests' / 'kernels'}"]
     objects = []
     for src in [ROOT / "cpp" / "cpu.cc", ROOT / "tests" / "kernels" / f"{name}.cc",
-                *sorted(KERNELS.glob("*/*-scalar.cc")), *sorted(KERNELS.glob(f"*/*-{isa}.cc"))]:
+                *sorted(KERNELS.glob("*/*-scalar.cc")), *sorted(KERNELS.glob(f"*/*-{isa}.cc")),
+                *sorted(KERNELS.glob(f"*/*-{isa}-cortex-a*.cc"))]:  # core-tuned variants (cmake/kernels.cmake)
         obj = tmp_path / (src.stem + ".o")
-        isa_flags = flags if src.name.endswith(f"-{isa}.cc") else []
+        isa_flags = flags if f"-{isa}" in src.name else []
         subprocess.run([cxx, *common, *isa_flags, f"-DONNXSTREAM_KERNELS_{define}=1", "-c", src, "-o", obj],
                        check=True)
         objects.append(obj)
@@ -143,4 +144,11 @@ def test_matmul_forced_isa(isa):
     env = {**os.environ, "ONNXSTREAM_ISA": isa,
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_generated_kernels_up_to_date():
+    """The GEMM kernel files and .inc lists are what scripts/generate-gemm-kernels.py writes from its tables."""
+    out = subprocess.run([sys.executable, ROOT / "scripts" / "generate-gemm-kernels.py", "--check"],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
