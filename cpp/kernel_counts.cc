@@ -37,36 +37,18 @@ void add(Family f, uint64_t flop, uint64_t wbytes, uint64_t abytes, uint64_t row
 
 uint64_t panel_cols(size_t nc) { return (nc + kPanelWidth - 1) / kPanelWidth * kPanelWidth; }
 
-void gemm_f32w(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
-               const float* bias, int acc) {
-  add(kF32w, 2ull * mr * nc * kc, kc * panel_cols(nc) * 4, mr * kc * 4, mr, nc);
-  g_f32w(mr, nc, kc, a, as, w, c, cs, bias, acc);
+// One trampoline per (family, weight element size, kernel slot); the 1-row kernels count in their GEMM's family.
+template <Family F, uint64_t kWeightSize, GemmUkernel* kKernel>
+void gemm_counted(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
+                  const float* bias, int acc) {
+  add(F, 2ull * mr * nc * kc, kc * panel_cols(nc) * kWeightSize, mr * kc * 4, mr, nc);
+  (*kKernel)(mr, nc, kc, a, as, w, c, cs, bias, acc);
 }
-void gemm_f16w(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
-               const float* bias, int acc) {
-  add(kF16w, 2ull * mr * nc * kc, kc * panel_cols(nc) * 2, mr * kc * 4, mr, nc);
-  g_f16w(mr, nc, kc, a, as, w, c, cs, bias, acc);
-}
-void gemm_qc8w(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, const float* scale,
-               float* c, size_t cs, const float* bias, int acc) {
+template <GemmQc8wUkernel* kKernel>
+void gemm_qc8w_counted(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, const float* scale,
+                       float* c, size_t cs, const float* bias, int acc) {
   add(kQc8w, 2ull * mr * nc * kc, kc * panel_cols(nc), mr * kc * 4, mr, nc);
-  g_qc8w(mr, nc, kc, a, as, w, scale, c, cs, bias, acc);
-}
-// The single-row kernels count in the same families: their work is the same GEMM's.
-void gemm_f32w_1row(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
-                    const float* bias, int acc) {
-  add(kF32w, 2ull * mr * nc * kc, kc * panel_cols(nc) * 4, mr * kc * 4, mr, nc);
-  g_f32w_1row(mr, nc, kc, a, as, w, c, cs, bias, acc);
-}
-void gemm_f16w_1row(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, float* c, size_t cs,
-                    const float* bias, int acc) {
-  add(kF16w, 2ull * mr * nc * kc, kc * panel_cols(nc) * 2, mr * kc * 4, mr, nc);
-  g_f16w_1row(mr, nc, kc, a, as, w, c, cs, bias, acc);
-}
-void gemm_qc8w_1row(size_t mr, size_t nc, size_t kc, const float* a, size_t as, const void* w, const float* scale,
-                    float* c, size_t cs, const float* bias, int acc) {
-  add(kQc8w, 2ull * mr * nc * kc, kc * panel_cols(nc), mr * kc * 4, mr, nc);
-  g_qc8w_1row(mr, nc, kc, a, as, w, scale, c, cs, bias, acc);
+  (*kKernel)(mr, nc, kc, a, as, w, scale, c, cs, bias, acc);
 }
 float rmax(size_t n, const float* x) {
   add(kRmax, n, 0, n * 4, 0, 0);
@@ -101,11 +83,11 @@ bool counting_kernels() {
 
 void count_gemm_kernels(GemmConfig& cfg) {
   g_f32w = cfg.f32w, g_f16w = cfg.f16w, g_qc8w = cfg.qc8w;
-  cfg.f32w = gemm_f32w, cfg.f16w = gemm_f16w, cfg.qc8w = gemm_qc8w;
+  cfg.f32w = gemm_counted<kF32w, 4, &g_f32w>, cfg.f16w = gemm_counted<kF16w, 2, &g_f16w>;
+  cfg.qc8w = gemm_qc8w_counted<&g_qc8w>;
   g_f32w_1row = cfg.f32w_1row, g_f16w_1row = cfg.f16w_1row, g_qc8w_1row = cfg.qc8w_1row;
-  if (g_f32w_1row) cfg.f32w_1row = gemm_f32w_1row;
-  if (g_f16w_1row) cfg.f16w_1row = gemm_f16w_1row;
-  if (g_qc8w_1row) cfg.qc8w_1row = gemm_qc8w_1row;
+  cfg.f32w_1row = gemm_counted<kF32w, 4, &g_f32w_1row>, cfg.f16w_1row = gemm_counted<kF16w, 2, &g_f16w_1row>;
+  cfg.qc8w_1row = gemm_qc8w_counted<&g_qc8w_1row>;
 }
 
 void count_softmax_kernels(SoftmaxConfig& cfg) {
