@@ -4,15 +4,11 @@ Each case runs in a fresh interpreter with the environment variable set, since b
 result of the counted matmul is checked against numpy, so counting never changes what the kernels compute.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import onnxstream
-
-# the child imports onnxstream from where this process found it: installed, or PYTHONPATH=python
-PACKAGE_PARENT = str(Path(onnxstream.__file__).resolve().parent.parent)
+from child_env import child_env
 
 CHILD = """
 import json, numpy as np
@@ -40,8 +36,8 @@ print(json.dumps({"err": err, "counts": counts, "pool": pool, "gn_err": float(np
 
 
 def run_child(**env):
-    full = {**os.environ, "PYTHONPATH": PACKAGE_PARENT, **env}
-    r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=full, check=True)
+    r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=child_env(**env),
+                       check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

@@ -27,7 +27,7 @@ pytest.importorskip("dynamicprompts")
 from test_pipeline import CACHE, diffusers_dir, png_text  # noqa: E402,F401  (diffusers_dir: a fixture)
 from test_pipeline_taesd import taesd_dir  # noqa: E402,F401  (a fixture: random-weight AutoencoderTiny)
 
-import onnxstream  # noqa: E402
+from child_env import child_env  # noqa: E402
 from onnxstream.frame.dither import dither  # noqa: E402
 from onnxstream.frame.panels import PANELS  # noqa: E402
 from onnxstream.frame.prompts import Prompts  # noqa: E402
@@ -37,8 +37,7 @@ from onnxstream.pipelines.stable_diffusion import StableDiffusion  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # no .pyc writes by the frame process (pip compiles them at install time; the systemd unit sets this too)
-ENV = {**os.environ, "PYTHONPATH": str(Path(onnxstream.__file__).resolve().parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-       "PYTHONDONTWRITEBYTECODE": "1"}
+ENV = child_env(PYTHONDONTWRITEBYTECODE="1")
 PROMPTS = """# the frame's prompts
 {a watercolor|a linocut|an oil} painting of __animal__ at dusk
 a lighthouse on a cliff, __animal__ in the foreground

@@ -31,6 +31,7 @@ from onnxstream.runtime.executor import Session  # noqa: E402
 from reference import rel_l2  # noqa: E402
 from test_pipeline import (CACHE, NEGATIVE, PROMPT, TOLERANCE, TorchNoise, diffusers_scheduler,  # noqa: E402
                            init_image, load_reference, png_pixels)
+from child_env import child_env  # noqa: E402
 from test_pipeline import diffusers_dir, onnx_model  # noqa: E402,F401  (fixtures)
 
 
@@ -214,7 +215,7 @@ def test_cli_decoder_and_preview_files(taesd_engine, onnx_model, tmp_path):
                "--seed", "3", "--decoder", decoder, "--preview", str(preview), "--preview-every", "1",
                "--output", str(out)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "python")})
+                                env=child_env())
         assert result.returncode == 0, result.stderr
         expected = StableDiffusion(model)(PROMPT, steps=3, seed=3, decoder=decoder, output_type="np")[0]
         assert np.array_equal(png_pixels(out), (expected * 255).round().astype(np.uint8))
@@ -269,8 +270,7 @@ def test_errors(onnx_model, taesd_dir, tmp_path, capsys):
     # A hub id goes through diffusers' real hub loading; offline (the hub is unreachable here) it fails fast.
     result = subprocess.run([sys.executable, "-m", "onnxstream", "convert", str(onnx_model), str(tmp_path / "out"),
                              "--tiny-vae", "madebyollin/taesd-not-cached"], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1",
-                                              "PYTHONPATH": str(Path(__file__).parent.parent / "python")})
+                            timeout=300, env=child_env(HF_HUB_OFFLINE="1"))
     err = result.stderr.strip().splitlines()
     assert result.returncode == 1 and "cannot load the tiny VAE madebyollin/taesd-not-cached" in err[-1], err
     other = tmp_path / "taesd-8ch"
