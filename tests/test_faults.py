@@ -297,3 +297,26 @@ def test_ctrl_c_during_sd_exits_at_once_cleanly(engine_model, tmp_path):  # noqa
     assert seconds < 1.0
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["s.npz"]  # nothing half-written
     assert 2 <= latents_done(state) < 400    # the state file is whole: the run can be resumed
+
+
+def test_weights_kept_by_the_caller_outlive_their_session(mlp):
+    """A resident weight (or any weight array a caller keeps) holds its reader's budget state, not the reader: it
+    stays valid, with the bytes onnxruntime's reference weights have, after the session and its reader are gone
+    (the budget bookkeeping was a use-after-free here, found by bench/fuzz.py's ASan replay)."""
+    import gc
+    from onnx import numpy_helper
+    feeds = small_models.feeds("mlp")
+    session = onnxstream.Session(mlp)
+    good = session.run(feeds)["y"]
+    kept = dict(session._resident)
+    assert kept, "the small MLP's weights are resident"
+    del session
+    gc.collect()
+    reference = {t.name: numpy_helper.to_array(t) for t in small_models.build_onnx("mlp").graph.initializer}
+    unpacked = [n for n, a in kept.items() if n in reference and a.shape == reference[n].shape]  # (not panels)
+    assert unpacked
+    for name in unpacked:
+        np.testing.assert_array_equal(kept[name], reference[name])
+    del kept
+    gc.collect()
+    np.testing.assert_array_equal(onnxstream.Session(mlp).run(feeds)["y"], good)

@@ -20,7 +20,11 @@ static const uint64_t kChunk = 8u << 20;  // read and drop the page cache in 8 M
 
 WeightBuffer::~WeightBuffer() {
   std::free(data);
-  if (owner) owner->release(nbytes);
+  if (owner) {
+    std::lock_guard<std::mutex> lock(owner->mu);
+    owner->held -= nbytes;
+    owner->cv.notify_all();
+  }
 }
 
 WeightReader::WeightReader(const std::string& path, std::vector<WeightEntry> entries, uint64_t budget_bytes)
@@ -50,12 +54,6 @@ WeightReader::~WeightReader() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void WeightReader::release(uint64_t nbytes) {
-  std::lock_guard<std::mutex> lock(mu_);
-  held_ -= nbytes;
-  cv_.notify_all();
-}
-
 std::shared_ptr<WeightBuffer> WeightReader::allocate(uint64_t nbytes) {
   if (nbytes > (uint64_t)SIZE_MAX - 64) return nullptr;  // a 32-bit board cannot hold it
   auto buf = std::make_shared<WeightBuffer>();
@@ -63,10 +61,10 @@ std::shared_ptr<WeightBuffer> WeightReader::allocate(uint64_t nbytes) {
   buf->data = static_cast<uint8_t*>(std::aligned_alloc(64, alloc ? alloc : 64));
   if (!buf->data) return nullptr;
   buf->nbytes = nbytes;
-  std::lock_guard<std::mutex> lock(mu_);
-  held_ += nbytes;
-  if (held_ > peak_held_) peak_held_ = held_;
-  buf->owner = this;  // from here on the destructor returns the bytes to the budget
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->held += nbytes;
+  if (state_->held > state_->peak_held) state_->peak_held = state_->held;
+  buf->owner = state_;  // from here on the destructor returns the bytes to the budget
   return buf;
 }
 
@@ -86,7 +84,7 @@ bool WeightReader::pread_all(uint8_t* dst, uint64_t nbytes, uint64_t offset, con
     posix_fadvise(fd_, (off_t)(offset + done), got, POSIX_FADV_DONTNEED);
     done += (uint64_t)got;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_->mu);
   bytes_read_ += nbytes;
   return true;
 }
@@ -148,7 +146,7 @@ void WeightReader::start(std::vector<int> order) {
   stop();
   for (int id : order)
     if (id < 0 || id >= (int)entries_.size()) throw Error("weight id out of range");
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_->mu);
   order_ = std::move(order);
   slots_.assign(order_.size(), Slot());
   consume_pos_ = 0;
@@ -160,23 +158,23 @@ void WeightReader::worker_loop() {
   for (size_t pos = 0;; pos++) {
     int id;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(state_->mu);
       // Read ahead while under budget; the tensor the run waits for next is always allowed.
-      cv_.wait(lock, [&] {
+      state_->cv.wait(lock, [&] {
         return cancel_ || pos >= order_.size() || pos <= consume_pos_ ||
-               held_ + entries_[order_[pos]].nbytes <= budget_;
+               state_->held + entries_[order_[pos]].nbytes <= budget_;
       });
       if (cancel_ || pos >= order_.size()) return;
       id = order_[pos];
     }
     std::string error;
     auto buf = read_now(id, &error);
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(state_->mu);
     if (cancel_) return;
     slots_[pos].buf = std::move(buf);
     slots_[pos].error = std::move(error);
     slots_[pos].done = true;
-    cv_.notify_all();
+    state_->cv.notify_all();
   }
 }
 
@@ -185,15 +183,15 @@ std::shared_ptr<WeightBuffer> WeightReader::get(int id) {
   std::shared_ptr<WeightBuffer> buf;
   std::string error;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(state_->mu);
     bool in_order = worker_.joinable() && consume_pos_ < order_.size() && order_[consume_pos_] == id;
     if (in_order) {
       size_t pos = consume_pos_;
-      cv_.wait(lock, [&] { return slots_[pos].done; });
+      state_->cv.wait(lock, [&] { return slots_[pos].done; });
       buf = std::move(slots_[pos].buf);
       error = std::move(slots_[pos].error);
       consume_pos_++;
-      cv_.notify_all();
+      state_->cv.notify_all();
     }
   }
   if (!buf && error.empty()) buf = read_now(id, &error);  // not prefetched: read it here
@@ -203,13 +201,13 @@ std::shared_ptr<WeightBuffer> WeightReader::get(int id) {
 
 void WeightReader::stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(state_->mu);
     cancel_ = true;
-    cv_.notify_all();
+    state_->cv.notify_all();
   }
   if (worker_.joinable()) worker_.join();
   std::vector<Slot> unused;  // prefetched buffers nobody asked for; freed outside the lock
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(state_->mu);
   unused.swap(slots_);
   order_.clear();
 }

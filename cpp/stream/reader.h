@@ -17,11 +17,17 @@ struct WeightEntry {
   uint64_t offset = 0, nbytes = 0, hash = 0;
 };
 
-class WeightReader;
+// The reader's lock and the bytes its buffers hold: shared with every buffer, since a buffer (a resident weight,
+// an array the caller kept) may outlive the reader that read it.
+struct ReaderState {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t held = 0, peak_held = 0;
+};
 
 // One tensor's bytes, 64-byte aligned. Frees itself and returns its bytes to the budget when dropped.
 struct WeightBuffer {
-  WeightReader* owner = nullptr;
+  std::shared_ptr<ReaderState> owner;
   uint8_t* data = nullptr;
   uint64_t nbytes = 0;
   ~WeightBuffer();
@@ -42,10 +48,9 @@ class WeightReader {
                                           const std::vector<uint64_t>& block_hashes, const std::vector<int64_t>& rows);
 
   uint64_t bytes_read() const { return bytes_read_; }
-  uint64_t peak_held() const { return peak_held_; }
+  uint64_t peak_held() const { return state_->peak_held; }
 
  private:
-  friend struct WeightBuffer;
   struct Slot {
     std::shared_ptr<WeightBuffer> buf;
     std::string error;
@@ -55,21 +60,18 @@ class WeightReader {
   bool pread_all(uint8_t* dst, uint64_t nbytes, uint64_t offset, const std::string& name, std::string* error);
   std::shared_ptr<WeightBuffer> read_now(int id, std::string* error);
   void worker_loop();
-  void release(uint64_t nbytes);
 
   std::string path_;
   int fd_ = -1;
   std::vector<WeightEntry> entries_;
   uint64_t budget_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
+  std::shared_ptr<ReaderState> state_ = std::make_shared<ReaderState>();  // mu and cv guard the members below
   std::vector<int> order_;
   std::vector<Slot> slots_;   // one per position in order_
   size_t consume_pos_ = 0;    // next position the run will ask for
   bool cancel_ = false;
   std::thread worker_;
-  uint64_t held_ = 0, peak_held_ = 0;
   uint64_t bytes_read_ = 0;
 };
 
