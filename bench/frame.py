@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "python"))
 from sd15 import converter_revision  # noqa: E402
-from taesd import _atomic_dir, _save_taesd  # noqa: E402
+from cache_dir import atomic_dir  # noqa: E402
+from taesd import _save_taesd  # noqa: E402
 
 CACHE = Path(os.environ.get("ONNXSTREAM_MODEL_CACHE", Path.home() / ".cache" / "onnxstream")) / "frame-bench"
 MEMLIMIT = Path("/work/shared/tools/memlimit")
@@ -70,8 +71,8 @@ def build_diffusers_dir(tmp: Path):
 def converted_model(weights: str) -> Path:
     from onnxstream.pipelines.convert_pipeline import convert_pipeline
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    diffusers_dir = _atomic_dir(CACHE / "sd-turbo-random", build_diffusers_dir)
-    taesd = _atomic_dir(CACHE / "taesd-random", _save_taesd)
+    diffusers_dir = atomic_dir(CACHE / "sd-turbo-random", build_diffusers_dir)
+    taesd = atomic_dir(CACHE / "taesd-random", _save_taesd)
     out = CACHE / f"sd-turbo-{WIDTH}x{HEIGHT}-{weights}-{converter_revision()}"
     if not out.is_dir():
         start = time.perf_counter()

@@ -20,26 +20,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from peers_build import CACHE, log, onnxstream_sources
+from peers_build import log, onnxstream_sources
+from cache_dir import atomic_dir  # noqa: E402
 
 ONNX_OPSET = 14  # OnnxStream's guide; opset 17 would emit LayerNormalization, which OnnxStream lacks
 
 
-def _atomic_dir(dest: Path, build):
-    """build(tmp) fills a temp dir beside dest, renamed to dest when it returns."""
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        build(tmp)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 # ---------------------------------------------------------------- stable-diffusion.cpp: one LDM-layout checkpoint
@@ -222,4 +210,4 @@ def onnxstream_model(diffusers_dir: Path, tokenizer_dir: Path) -> Path:
             shutil.rmtree(work / part)
         (tmp / "vae_decoder_qu8" / "range_data.txt").write_text("")  # filled by its --decoder-calibrate
         shutil.rmtree(work)
-    return _atomic_dir(diffusers_dir.parent / "onnxstream-app", build)
+    return atomic_dir(diffusers_dir.parent / "onnxstream-app", build)

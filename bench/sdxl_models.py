@@ -18,9 +18,9 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+from cache_dir import atomic_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("ONNXSTREAM_MODEL_CACHE", Path.home() / ".cache" / "onnxstream")) / "sdxl-bench"
@@ -64,17 +64,6 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg} (peak RSS so far {peak:.0f} MB)", file=sys.stderr, flush=True)
 
 
-def _atomic_dir(out: Path, build) -> Path:
-    if out.is_dir():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        build(tmp)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def _index(class_name, scheduler):
@@ -109,7 +98,7 @@ def diffusers_dir() -> Path:
         (tmp / "scheduler").mkdir()
         (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER, indent=2))
         (tmp / "model_index.json").write_text(json.dumps(_index("StableDiffusionXLPipeline", SCHEDULER), indent=2))
-    return _atomic_dir(CACHE / "diffusers", build)
+    return atomic_dir(CACHE / "diffusers", build)
 
 
 def turbo_dir() -> Path:
@@ -123,7 +112,7 @@ def turbo_dir() -> Path:
         (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(TURBO_SCHEDULER, indent=2))
         (tmp / "model_index.json").write_text(json.dumps(_index("StableDiffusionXLPipeline", TURBO_SCHEDULER),
                                                          indent=2))
-    return _atomic_dir(CACHE / "turbo-diffusers", build)
+    return atomic_dir(CACHE / "turbo-diffusers", build)
 
 
 def onnx_dir(turbo: bool, size: int, batch: int) -> Path:

@@ -25,22 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "python"))
 from sd15 import converter_revision, rel_l2, run_engine  # noqa: E402
+from cache_dir import atomic_dir  # noqa: E402
 
 CACHE = Path(os.environ.get("ONNXSTREAM_MODEL_CACHE", Path.home() / ".cache" / "onnxstream")) / "taesd-bench"
 DECODERS = ("taesd", "vae")
 
 
-def _atomic_dir(path: Path, make) -> Path:
-    """make(tmp) fills a temp dir that is renamed to `path` (the cache is shared between sessions)."""
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        try:
-            make(tmp)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 def _save_taesd(out: Path):
@@ -67,8 +57,8 @@ def export_decoder(decoder: str, width: int, height: int) -> Path:
         _export(_wrappers()[2](vae), (torch.zeros(1, 4, height // 8, width // 8),), tmp / "model.onnx",
                 ["latent_sample"], ["sample"])
 
-    taesd = _atomic_dir(CACHE / "taesd-random", _save_taesd)
-    return _atomic_dir(CACHE / f"{decoder}-{width}x{height}", make) / "model.onnx"
+    taesd = atomic_dir(CACHE / "taesd-random", _save_taesd)
+    return atomic_dir(CACHE / f"{decoder}-{width}x{height}", make) / "model.onnx"
 
 
 def converted(onnx_path: Path, weights: str) -> Path:
