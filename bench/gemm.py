@@ -90,6 +90,9 @@ def main():
         impl, M, K, N = args.worker[0], *map(int, args.worker[1:])
         print(json.dumps(worker(impl, M, K, N, args.threads, clock)))
         return
+    import importlib.util
+    if importlib.util.find_spec("scipy_openblas32") is None:
+        sys.exit("bench/gemm.py needs OpenBLAS for the reference column: pip install scipy-openblas32")
     print(f"threads={args.threads}, best of {args.rounds} processes each, GFLOP/s by {clock} clock")
     print(f"| M | K | N | openblas | ours-f32 | ours-f16 | ours-int8 | f32/blas | f16/blas | int8/blas |")
     print("|---|---|---|---|---|---|---|---|---|---|")

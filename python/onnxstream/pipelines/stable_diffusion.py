@@ -108,7 +108,9 @@ class OnnxRuntimePart:
 def load_part(path: Path, threads=None):
     if (path / "graph.json").is_file():
         from ..runtime.executor import Session
-        session = Session(path, threads=threads)
+        # resident_bytes=0: every part streams. A text encoder runs once per picture and the UNet never fits; an int8
+        # text encoder or fp16 VAE kept resident (< 128 MB) would only add to the peak while the others run.
+        session = Session(path, threads=threads, resident_bytes=0)
         session.input_dtypes = {v.name: v.dtype for v in session.inputs}
         return session
     if (path / "model.onnx").is_file():

@@ -30,7 +30,8 @@ from .panels import PanelBlocks, Panels
 
 DEFAULT_PREFETCH_BYTES = 16 << 20  # enough to overlap reading with compute; more only costs RAM
 # A model whose streamed weights total at most this keeps them in memory after the first run instead of reading
-# them again every run (a 1 MB voice model or a 70 MB sentence encoder); bigger models (SD's networks) stream.
+# them again every run (a 1 MB voice model or a 70 MB sentence encoder); bigger models stream, and the Stable
+# Diffusion pipeline streams every part (pipelines/stable_diffusion.py: resident_bytes=0).
 DEFAULT_RESIDENT_BYTES = 128 << 20
 
 
