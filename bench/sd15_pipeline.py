@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,41 +54,11 @@ def build_diffusers_dir(out: Path):
     shutil.rmtree(work)
 
 
-# One generation in a fresh process; prints a JSON line with its measurements.
-RUNNER = textwrap.dedent("""
-    import json, sys, time
-    model, steps = sys.argv[1], int(sys.argv[2])
-    start = time.perf_counter()
-    from onnxstream.pipelines.stable_diffusion import StableDiffusion
-    sd = StableDiffusion(model)
-    marks, peaks = {}, {}
-    def hwm_mb():
-        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
-    encode, unet, decode = sd.encode_prompt, sd.unet, sd.vae_decode
-    def timed(name, fn):
-        def run(*args):
-            open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM: the peak of this part alone
-            t = time.perf_counter()
-            out = fn(*args)
-            marks.setdefault(name, []).append(time.perf_counter() - t)
-            peaks[name] = max(peaks.get(name, 0), hwm_mb())
-            return out
-        return run
-    sd.encode_prompt, sd.unet, sd.vae_decode = timed("text", encode), timed("unet", unet), timed("vae", decode)
-    image = sd("a photo of a cat", negative_prompt="blurry", steps=steps, guidance=7.5, sampler="euler", seed=1,
-               output_type="np")
-    total = time.perf_counter() - start
-    peaks["all"] = max(peaks.values())  # VmHWM was reset per part; the max over parts is the run's peak
-    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    mb = lambda k: int(status[k].split()[0]) / 1024
-    print(json.dumps({"text": sum(marks["text"]), "steps": marks["unet"], "vae": sum(marks["vae"]), "total": total,
-                      "peak_mb": peaks["all"], "peaks": peaks, "anon_mb": mb("RssAnon"), "file_mb": mb("RssFile"),
-                      "finite": bool((image == image).all())}))
-""")
+RUNNER = ROOT / "bench" / "pipeline_runner.py"  # one txt2img run, timed part by part, in a fresh process
 
 
 def run(model: Path, steps: int, memlimit=None):
-    cmd = [sys.executable, "-c", RUNNER, str(model), str(steps)]
+    cmd = [sys.executable, str(RUNNER), str(model), str(steps), "7.5", "euler"]
     if memlimit:
         cmd = ["/work/shared/tools/memlimit", memlimit] + cmd
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,39 +26,11 @@ import sdxl_models  # noqa: E402
 RUNS = {"turbo": dict(turbo=True, size=512, batch=1, steps=1, guidance=0.0, sampler="euler_a"),
         "sdxl": dict(turbo=False, size=1024, batch=2, steps=2, guidance=5.0, sampler="euler")}
 
-RUNNER = textwrap.dedent("""
-    import json, sys, time
-    model, steps, guidance, sampler = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-    def io():
-        return {k: int(v) for k, v in (line.split(": ") for line in open("/proc/self/io"))}
-    start, io0 = time.perf_counter(), io()
-    from onnxstream.pipelines.stable_diffusion import StableDiffusion
-    sd = StableDiffusion(model)
-    marks, peaks = {}, {}
-    def hwm_mb():
-        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
-    encode, unet, decode = sd.encode_prompt, sd.unet, sd.vae_decode
-    def timed(name, fn):
-        def run(*args):
-            open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM: the peak of this part alone
-            t = time.perf_counter()
-            out = fn(*args)
-            marks.setdefault(name, []).append(time.perf_counter() - t)
-            peaks[name] = max(peaks.get(name, 0), hwm_mb())
-            return out
-        return run
-    sd.encode_prompt, sd.unet, sd.vae_decode = timed("text", encode), timed("unet", unet), timed("vae", decode)
-    image = sd("a photo of a cat", negative_prompt="blurry", steps=steps, guidance=guidance, sampler=sampler,
-               seed=1, output_type="np")
-    io1 = io()
-    print(json.dumps({"text": sum(marks["text"]), "steps": marks["unet"], "vae": sum(marks["vae"]),
-                      "total": time.perf_counter() - start, "peaks": peaks, "finite": bool((image == image).all()),
-                      "written_mb": (io1["write_bytes"] - io0["write_bytes"]) / 2**20}))
-""")
+RUNNER = ROOT / "bench" / "pipeline_runner.py"  # one txt2img run, timed part by part, in a fresh process
 
 
 def run(model: Path, cfg: dict, memlimit: str | None):
-    cmd = [sys.executable, "-c", RUNNER, str(model), str(cfg["steps"]), str(cfg["guidance"]), cfg["sampler"]]
+    cmd = [sys.executable, str(RUNNER), str(model), str(cfg["steps"]), str(cfg["guidance"]), cfg["sampler"]]
     if memlimit:
         cmd = ["/work/shared/tools/memlimit", memlimit] + cmd
     result = subprocess.run(["nice", "-n", "10"] + cmd, capture_output=True, text=True,
