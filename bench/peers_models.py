@@ -157,15 +157,30 @@ def _export(diffusers_dir: Path, part: str, onnx_path: Path):
                           do_constant_folding=True, input_names=names, output_names=outs)
 
 
-def _simplify(src: Path, dst: Path):
-    """The ONNX simplifier (onnxsim), as OnnxStream's guide; external data for the big UNet."""
+def _simplify(src: Path, dst: Path, optimize: bool = True):
+    """The ONNX simplifier (onnxsim), as OnnxStream's guide; external data for the big UNet. optimize=False skips
+    onnxsim's graph optimizations (constant folding and shape inference still run): for the text encoder, whose
+    MatMul + Add pairs the optimizer fuses into 2-D Gemms with a [N] bias, which OnnxStream's Gemm refuses
+    ("XnnPack::matrix_multiply_fp32: invalid shape of bias": it wants the bias at the output's shape)."""
     import onnx
     import onnxsim
     model = onnx.load(str(src))
     big = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
-    simplified, ok = onnxsim.simplify(model, output_path=str(dst) if big else None)
+    # Over protobuf's 2 GB, onnxsim reads the file itself and writes dst with external data (it refuses a
+    # ModelProto with output_path).
+    simplified, ok = onnxsim.simplify(str(src) if big else model, output_path=str(dst) if big else None,
+                                      perform_optimization=optimize)
     if not ok:
         raise RuntimeError(f"onnxsim could not validate the simplified {src}")
+    if not optimize:  # the optimizer's dead-node pass by hand: onnx2txt refuses a node whose output nobody reads
+        graph = simplified.graph
+        while True:
+            used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+            dead = [n for n in graph.node if not any(o in used for o in n.output)]
+            if not dead:
+                break
+            for n in dead:
+                graph.node.remove(n)
     if not big:
         onnx.save(simplified, str(dst))
     elif not dst.is_file():
@@ -203,7 +218,7 @@ def onnxstream_model(diffusers_dir: Path, tokenizer_dir: Path) -> Path:
             log(f"OnnxStream conversion: exporting {part} (opset {ONNX_OPSET}, batch 1)")
             _export(diffusers_dir, part, work / part / "model.onnx")
             log(f"OnnxStream conversion: onnxsim {part}")
-            _simplify(work / part / "model.onnx", work / part / "sim.onnx")
+            _simplify(work / part / "model.onnx", work / part / "sim.onnx", optimize=part != "text_encoder")
             for name, flags in outs:
                 log(f"OnnxStream conversion: onnx2txt -> {name}")
                 _onnx2txt(work / part / "sim.onnx", tmp / name, **flags)

@@ -64,6 +64,22 @@ Tensor view(const py::array& a) {
   return t;
 }
 
+// a viewed at out's shape by numpy's broadcasting rules (dimensions aligned right; a size-1 axis gets stride 0), so
+// that Python need not build np.broadcast_to views per call.
+Tensor broadcast_view(const py::array& a, const Tensor& out) {
+  Tensor v = view(a), t = out;
+  t.dtype = v.dtype;
+  t.data = v.data;
+  check(v.ndim <= out.ndim, "operand has more dimensions than the output");
+  const int lead = out.ndim - v.ndim;
+  for (int i = 0; i < out.ndim; i++) {
+    const int64_t n = i < lead ? 1 : v.shape[i - lead];
+    check(n == out.shape[i] || n == 1, "operand shape does not broadcast to the output's");
+    t.strides[i] = n == 1 ? 0 : v.strides[i - lead];
+  }
+  return t;
+}
+
 // Outputs must be writable; Python allocates them.
 Tensor out_view(py::array& a) {
   check(a.writeable(), "internal: output array is read-only");
@@ -194,7 +210,7 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("op"), py::arg("x"), py::arg("y"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
   m.def("binary_code", &binary_code, "The code of a binary op name, for binary()");
   m.def("binary", [](int op, py::array a, py::array b, py::array y) {
-    Tensor ta = view(a), tb = view(b), ty = out_view(y);
+    Tensor ty = out_view(y), ta = broadcast_view(a, ty), tb = broadcast_view(b, ty);
     py::gil_scoped_release nogil;
     binary((BinaryOp)op, ta, tb, ty);
   });

@@ -46,6 +46,16 @@ def test_conv(name, x_shape, w_shape, stride, pad, dilation, groups, wdtype):
     assert rel_l2(got, want) < 1e-5, name
 
 
+@pytest.mark.parametrize("k, stride, pad", [(3, 2, 0), (3, 2, 1), (5, 2, 2), (3, 3, 1), (3, 1, 1), (5, 1, 2)])
+@pytest.mark.parametrize("width", [7, 16, 29, 56])
+def test_depthwise_conv(k, stride, pad, width):
+    # The depthwise path splits input rows into stride phases (vectorized for stride 2, from odd and even pads)
+    # and runs the f32-dwconv kernels: widths below, at and past the vector widths.
+    x, w, b = randn(1, 24, 11, width), randn(24, 1, k, k), randn(24)
+    got = conv.Conv(x, w, b, group=24, kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4)
+    assert rel_l2(got, torch_conv(x, w, b, stride=stride, padding=pad, groups=24)) < 1e-5
+
+
 def test_conv_large_tile_count():
     # Enough pixels for several output tiles per group.
     x, w = randn(1, 8, 90, 90), randn(4, 8, 3, 3)
@@ -79,6 +89,21 @@ def test_pools():
     assert rel_l2(conv.GlobalAveragePool(x), t.mean((2, 3), keepdim=True).numpy()) < 1e-6
     assert rel_l2(conv.LpPool(x, kernel_shape=[2, 2], strides=[2, 2], p=2),
                   F.lp_pool2d(t, 2, 2, 2).numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("k, stride, pad, ceil", [(3, 2, 1, 0), (3, 2, 1, 1), (2, 2, 0, 0), (3, 1, 1, 0),
+                                                  (5, 1, 2, 0), (3, 3, 0, 1), (2, 1, 0, 0)])
+@pytest.mark.parametrize("shape", [(2, 5, 17, 23), (1, 3, 64, 64), (1, 2, 5, 9)])
+def test_max_pool_without_indices(k, stride, pad, ceil, shape):
+    # MaxPool whose indices output is unused takes the separable vectorized path: values and NaN propagation
+    # (a NaN in the first column, inside, and in the last vector lanes) must match torch, which propagates NaN.
+    x = randn(*shape)
+    x[0, 0, 1, 0] = x[0, 1, 2, 5] = x[-1, -1, -1, -1] = np.nan
+    got = conv.MaxPool(x, kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4, ceil_mode=ceil, _num_results=1)
+    want = F.max_pool2d(torch.from_numpy(x), k, stride, pad, ceil_mode=bool(ceil)).numpy()
+    assert got.shape == want.shape
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.nan_to_num(got), np.nan_to_num(want))
 
 
 @pytest.mark.parametrize("a_shape, b_shape", [((2, 77, 768), (768, 320)), ((2, 8, 64, 40), (2, 8, 40, 64)),

@@ -61,6 +61,55 @@ bool flat_pixels(const Tensor& x) {
          (x.shape[2] == 1 || x.strides[2] == x.shape[3] * x.shape[4] * x.strides[4]);
 }
 
+// rowmax[i] = max over input rows [ha, hb) of row[i] (NaN kept), for i < W; -inf when the range is empty (all
+// padding). One pass over the rows per 4 columns, so rowmax is stored once.
+void max_rows(const char* x, int64_t row_bytes, int64_t ha, int64_t hb, int64_t W, float* rowmax) {
+  const float* row0 = reinterpret_cast<const float*>(x + ha * row_bytes);
+  const int64_t step = row_bytes / 4;
+  int64_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 4 <= W; i += 4) {
+    __m128 best = _mm_set1_ps(-std::numeric_limits<float>::infinity()), nan = _mm_setzero_ps();
+    for (int64_t h = 0; h < hb - ha; h++) {
+      const __m128 v = _mm_loadu_ps(row0 + h * step + i);
+      best = _mm_max_ps(v, best);  // (returns best when either is NaN: the NaN lanes are ORed in after)
+      nan = _mm_or_ps(nan, _mm_cmpunord_ps(v, v));
+    }
+    _mm_storeu_ps(rowmax + i, _mm_or_ps(best, nan));
+  }
+#endif
+  for (; i < W; i++) {
+    float best = -std::numeric_limits<float>::infinity();
+    for (int64_t h = 0; h < hb - ha; h++) {
+      const float v = row0[h * step + i];
+      best = v > best || v != v ? v : best;
+    }
+    rowmax[i] = best;
+  }
+}
+
+// y[ow - a] ... for output columns ow in [a, a + 4j) <= b, each the max (NaN kept) of the kw values of rowmax from
+// ow * sw - pw, all inside the row; returns the first column not done. Strides 1 and 2 (the CNN cases) only.
+int64_t max_columns(const float* rowmax, int64_t a, int64_t b, int64_t sw, int64_t pw, int64_t kw, float* y) {
+  int64_t ow = a;
+#if defined(__SSE2__)
+  if (sw == 1 || sw == 2) {
+    for (; ow + 4 <= b; ow += 4) {
+      const float* r = rowmax + ow * sw - pw;
+      __m128 best = _mm_set1_ps(-std::numeric_limits<float>::infinity()), nan = _mm_setzero_ps();
+      for (int64_t j = 0; j < kw; j++) {
+        const __m128 v = sw == 1 ? _mm_loadu_ps(r + j)
+                                 : _mm_shuffle_ps(_mm_loadu_ps(r + j), _mm_loadu_ps(r + j + 4), _MM_SHUFFLE(2, 0, 2, 0));
+        best = _mm_max_ps(v, best);
+        nan = _mm_or_ps(nan, _mm_cmpunord_ps(v, v));
+      }
+      _mm_storeu_ps(y + ow, _mm_or_ps(best, nan));
+    }
+  }
+#endif
+  return ow;
+}
+
 // ConvTranspose may crop with negative pads (an output_shape larger than the natural size). Values come from
 // graph.json, so they are bounded too: products of two of them stay far from int64 overflow.
 void check_window(const Window& win, bool allow_negative_pads = false) {
@@ -409,12 +458,16 @@ void pool(const std::string& op, const Tensor& x, const Window& win, bool count_
   const int64_t C = x.shape[1], Pout = g.out_pixels();
   const int64_t op_kind = op == "max" ? 0 : op == "avg" ? 1 : 2;
   float* out = y.ptr<float>();
-  if (op_kind == 0 && !indices && win.kernel[0] == 1 && win.dilations[1] == 1 && win.dilations[2] == 1) {
-    // 2-D max pooling without indices (the CNN case): each window's rows and columns clamped to the input once.
-    const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2], ws = x.strides[4] / 4;
+  if (op_kind == 0 && !indices && win.kernel[0] == 1 && win.dilations[1] == 1 && win.dilations[2] == 1 &&
+      (x.shape[4] <= 1 || x.strides[4] == 4)) {
+    // 2-D max pooling without indices (the CNN case), separably: per output row, the max over its window's input
+    // rows (contiguous, vectorized), then per output pixel the max over its window's columns of that row.
+    const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2];
     const int64_t kh = win.kernel[1], kw = win.kernel[2], sh = win.strides[1], sw = win.strides[2];
     const int64_t ph = win.pads_begin[1], pw = win.pads_begin[2], hs = x.strides[3];
     parallel_for(x.shape[0] * C * g.out[0], 1, [&](int64_t r0, int64_t r1) {
+      thread_local std::vector<float> rowmax;
+      rowmax.resize((size_t)W);
       for (int64_t r = r0; r < r1; r++) {
         const int64_t od = r % g.out[0], id = od * win.strides[0] - win.pads_begin[0];
         const char* xp = bytes(x) + (r / g.out[0] / C) * x.strides[0] + (r / g.out[0] % C) * x.strides[1] +
@@ -424,18 +477,21 @@ void pool(const std::string& op, const Tensor& x, const Window& win, bool count_
         for (int64_t oh = 0; oh < OH; oh++) {
           const int64_t h0 = oh * sh - ph;
           const int64_t ha = std::max<int64_t>(h0, 0), hb = depth_ok ? std::min<int64_t>(h0 + kh, H) : ha;
+          max_rows(xp, hs, ha, hb, W, rowmax.data());
+          // Output columns [a, b) have their whole window inside the row: 4 at a time for strides 1 and 2.
+          const int64_t a = std::min(OW, (pw + sw - 1) / sw), b = std::max(a, std::min(OW, (W - kw + pw) / sw + 1));
+          const int64_t done = max_columns(rowmax.data(), a, b, sw, pw, kw, o + oh * OW);
           for (int64_t ow = 0; ow < OW; ow++) {
+            if (ow == a) ow = done;
+            if (ow >= OW) break;
             const int64_t w0 = ow * sw - pw;
             const int64_t wa = std::max<int64_t>(w0, 0), wb = std::min<int64_t>(w0 + kw, W);
             float best = -std::numeric_limits<float>::infinity();
-            bool nan = false;
-            for (int64_t ih = ha; ih < hb; ih++) {
-              const float* row = reinterpret_cast<const float*>(xp + ih * hs);
-              for (int64_t iw = wa; iw < wb; iw++) {
-                const float v = row[iw * ws];
-                best = v > best ? v : best;
-                nan |= v != v;
-              }
+            bool nan = false;  // (tracked apart: a branch per tap would mispredict on every other pixel)
+            for (int64_t iw = wa; iw < wb; iw++) {
+              const float v = rowmax[iw];
+              best = v > best ? v : best;
+              nan |= v != v;
             }
             o[oh * OW + ow] = nan ? std::numeric_limits<float>::quiet_NaN() : best;
           }

@@ -6,7 +6,9 @@ for each node: fetch inputs, call OPS[node.op], store outputs, and drop every
 value whose last reader has run, so memory holds live activations plus the weights in flight.
 
 Control flow is a subgraph call: an If/Loop/Scan op gets each subgraph as a function of the subgraph's inputs,
-which runs its nodes with this same loop (_run_graph) in a scope that sees the enclosing one. A subgraph frees only
+which runs its nodes with this same loop (_run_graph) in a scope of its own: its inputs plus the enclosing scope's
+values that it reads (graph.outer_names, resolved once per session; a plain dict, as lookups through a ChainMap
+cost more than a small subgraph's kernels). A subgraph frees only
 the values it defines; it reads weights when its nodes run (checksummed like every read, not prefetched: a
 branch not taken reads nothing, a loop body reads its weights again each iteration, as every run does).
 """
@@ -16,13 +18,12 @@ import os
 import sys
 import threading
 import time
-from collections import ChainMap
 from pathlib import Path
 
 import numpy as np
 
 from .. import _core
-from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, all_nodes, load_graph, subgraphs
+from ..graph import WEIGHTS_FILE, Graph, ModelFormatError, all_nodes, load_graph, outer_names, subgraphs
 from ..graph import block_nbytes, column_blocks
 from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
@@ -71,6 +72,7 @@ class Session:
             for n in sorted(streamed, key=lambda n: self._weights[n].cols_per_block > 0):
                 self._read_order += self._item_ids[n]
         self._plans = {}  # id(graph) -> (per node: (op, keyword arguments), values to drop after it)
+        self._outer_names = {}  # id(subgraph) -> the enclosing scope's names it reads
         self._plan(self.graph, top=True)
         # Resident weights: all or nothing, so the budget never splits a model between memory and disk.
         streamed = sum(w.nbytes for w in weights if not w.rows_per_block)
@@ -100,14 +102,21 @@ class Session:
     # ------------------------------------------------------------ running
 
     def _plan(self, graph: Graph, top: bool) -> None:
-        calls = [(OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset)) for n in graph.nodes]
+        """Everything a node's run needs that does not change between runs, resolved once: per node (node, op
+        function, keyword arguments, reads its subgraphs, writes over a dying input, Gather of a row table, values to
+        drop after it)."""
         # A subgraph drops only what it defines: the values of the enclosing scope outlive its runs.
         own = None if top else {v.name for v in graph.inputs} | {o for n in graph.nodes for o in n.outputs}
         frees = [[] for _ in graph.nodes]
         for name, i in graph.last_uses().items():
             if i < len(graph.nodes) and (own is None or name in own):
                 frees[i].append(name)
-        self._plans[id(graph)] = (calls, frees)
+        self._plans[id(graph)] = [
+            (n, OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset), bool(subgraphs(n)),
+             n.op in IN_PLACE_OPS, n.op == "Gather" and n.inputs[0] in self._row_tables, free)
+            for n, free in zip(graph.nodes, frees)]
+        if not top:
+            self._outer_names[id(graph)] = outer_names(graph)
         for node in graph.nodes:
             for g in subgraphs(node):
                 self._plan(g, top=False)
@@ -213,18 +222,16 @@ class Session:
         return {name: values[name] for name in names}
 
     def _run_graph(self, graph: Graph, values) -> None:
-        """Run graph's nodes in order over values (its scope: a dict, or a ChainMap over the enclosing scope)."""
-        calls, frees = self._plans[id(graph)]
-        for i, node in enumerate(graph.nodes):
-            fn, kwargs = calls[i]
+        """Run graph's nodes in order over values (its scope)."""
+        for node, fn, kwargs, has_subgraphs, in_place, row_gather, free in self._plans[id(graph)]:
             start = time.perf_counter() if self._debug else 0.0
-            if node.op == "Gather" and node.inputs[0] in self._row_tables:
+            if row_gather:
                 args = self._gathered_rows(node.inputs[0], values[node.inputs[1]])
             else:
-                args = [None if not n else self._value(n, node.op, values) for n in node.inputs]
-            if subgraphs(node):  # If/Loop/Scan: each subgraph as a function, run in this scope
+                args = [values[n] if n in values else self._weight(n, node.op) if n else None for n in node.inputs]
+            if has_subgraphs:  # If/Loop/Scan: each subgraph as a function, run in this scope
                 kwargs = {k: self._body(v, values) if isinstance(v, Graph) else v for k, v in kwargs.items()}
-            donor = self._donor(node, frees[i], args, values) if node.op in IN_PLACE_OPS else None
+            donor = self._donor(node, free, args, values) if in_place else None
             try:
                 result = fn(*args, **kwargs) if donor is None else fn(*args, _out=donor, **kwargs)
             except Exception as e:
@@ -242,18 +249,21 @@ class Session:
                 _trace(node, values, time.perf_counter() - start, self._debug)
             if self.observer is not None:
                 self.observer(node, values)
-            for name in frees[i]:
+            for name in free:
                 values.pop(name, None)
 
     def _value(self, name: str, op: str, values):
         return values[name] if name in values else self._weight(name, op)
 
     def _body(self, graph: Graph, outer):
-        """The subgraph as a function of its inputs, returning its outputs; its scope sees the enclosing one."""
+        """The subgraph as a function of its inputs, returning its outputs; its scope holds what it reads of the
+        enclosing one."""
+        outer_reads = self._outer_names[id(graph)]
         def run(*inputs):
             if len(inputs) != len(graph.inputs):
                 raise ValueError(f"subgraph takes {len(graph.inputs)} inputs, got {len(inputs)}")
-            scope = ChainMap({v.name: x for v, x in zip(graph.inputs, inputs)}, outer)
+            scope = {name: outer[name] for name in outer_reads if name in outer}  # (weights: read when used)
+            scope.update((v.name, x) for v, x in zip(graph.inputs, inputs))
             del inputs  # (the scope holds the only references: see _donor)
             self._run_graph(graph, scope)
             return tuple(self._value(o.name, "", scope) for o in graph.outputs)

@@ -1,6 +1,8 @@
 """Helpers every op module uses: output allocation, broadcasting, ONNX dtype codes, axis handling."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ... import _core
@@ -55,13 +57,26 @@ def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0, out=Non
 _BINARY_CODES: dict[str, int] = {}
 
 
+def broadcast_shape(a: tuple, b: tuple) -> tuple:
+    """numpy's broadcast shape of two shapes (np.broadcast_shapes costs more than a small op's kernel)."""
+    if a == b:
+        return a
+    if len(a) < len(b):
+        a = (1,) * (len(b) - len(a)) + a
+    elif len(b) < len(a):
+        b = (1,) * (len(a) - len(b)) + b
+    shape = tuple(x if y == 1 else y for x, y in zip(a, b))
+    if any(x != s and x != 1 for x, s in zip(a, shape)):
+        raise ValueError(f"shapes {a} and {b} do not broadcast")
+    return shape
+
+
 def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None, out=None) -> np.ndarray:
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    y = output(shape, np.dtype(out_dtype or a.dtype), out)
+    y = output(broadcast_shape(a.shape, b.shape), a.dtype if out_dtype is None else np.dtype(out_dtype), out)
     code = _BINARY_CODES.get(op)
     if code is None:
         code = _BINARY_CODES[op] = _core.binary_code(op)
-    _core.binary(code, np.broadcast_to(a, shape), np.broadcast_to(b, shape), y)
+    _core.binary(code, a, b, y)  # (the core broadcasts a and b to y's shape)
     return y
 
 
@@ -78,7 +93,8 @@ def as_ints(v) -> list[int]:
     """An ONNX shape/axes/index input (int64 tensor) or attribute as a Python list."""
     if v is None:
         return []
-    return [int(i) for i in np.asarray(v).reshape(-1)]
+    a = np.asarray(v).reshape(-1)
+    return a.tolist() if a.dtype.kind in "iu" else [int(i) for i in a]  # (tolist: Python ints, at C speed)
 
 
 def middle_axes_view(x: np.ndarray, axes: list[int]):
@@ -100,8 +116,8 @@ def middle_axes_view(x: np.ndarray, axes: list[int]):
     x = contiguous(x)
     shape = [x.shape[i] for i in range(x.ndim)]
     n_outer = len(outer_axes)
-    outer = int(np.prod(shape[:n_outer], dtype=np.int64))
-    n = int(np.prod(shape[n_outer:n_outer + len(axes)], dtype=np.int64))
-    inner = int(np.prod(shape[n_outer + len(axes):], dtype=np.int64))
+    outer = math.prod(shape[:n_outer])  # (np.prod costs more than a small reduction's kernel)
+    n = math.prod(shape[n_outer:n_outer + len(axes)])
+    inner = math.prod(shape[n_outer + len(axes):])
     kept = [d for i, d in enumerate(x.shape) if not n_outer <= i < n_outer + len(axes)]
     return x.reshape(outer, n, inner), kept

@@ -89,38 +89,58 @@ def _window(auto_pad: str, inp, kernel, strides, dilations, pads, ceil_mode: boo
     return begin, end, out
 
 
-def _kernel(kernel_shape, W_or_none, n: int) -> list[int]:
+def _kernel(kernel_shape, w_shape, n: int) -> list[int]:
+    """kernel_shape, or the weight's spatial shape when the attribute is absent (w_shape None: required)."""
     if kernel_shape is not None and len(kernel_shape):
         return _ints(kernel_shape, n, 1, "kernel_shape")
-    if W_or_none is None:
+    if w_shape is None:
         raise ValueError("kernel_shape is required")
-    return [int(k) for k in W_or_none.shape[2:]]
+    return [int(k) for k in w_shape[2:]]
 
 
 # ---------------------------------------------------------------- convolution
+
+_GEOMETRIES: dict = {}  # Conv's checked output shape and C++ window per (shapes, attributes): resolved once
+
+
+def _conv_geometry(x_shape, w_shape, auto_pad, dilations, group, kernel_shape, pads, strides):
+    key = (x_shape, w_shape, auto_pad, group, *(None if v is None else tuple(v)
+                                              for v in (dilations, kernel_shape, pads, strides)))
+    hit = _GEOMETRIES.get(key)
+    if hit is not None:
+        return hit
+    n = len(x_shape) - 2
+    if not 1 <= n <= 3:
+        raise ValueError(f"Conv supports 1 to 3 spatial axes, got an input of shape {x_shape}")
+    if len(w_shape) != len(x_shape):
+        raise ValueError(f"Conv weight of shape {w_shape} does not match input of shape {x_shape}")
+    kernel = _kernel(kernel_shape, w_shape, n)
+    if list(w_shape[2:]) != kernel:
+        raise ValueError(f"kernel_shape {kernel} differs from the weight's {list(w_shape[2:])}")
+    strides, dilations = _ints(strides, n, 1, "strides"), _ints(dilations, n, 1, "dilations")
+    begin, end, out = _window(auto_pad, x_shape[2:], kernel, strides, dilations, pads)
+    if x_shape[1] != w_shape[1] * group:
+        raise ValueError(f"Conv input has {x_shape[1]} channels, weight expects {w_shape[1]} x group {group}")
+    window = (_three(kernel, 1), _three(strides, 1), _three(begin, 0), _three(end, 0), _three(dilations, 1))
+    if len(_GEOMETRIES) > 4096:  # (a model fed many input sizes)
+        _GEOMETRIES.clear()
+    hit = _GEOMETRIES[key] = ((x_shape[0], w_shape[0], *out), window)
+    return hit
+
 
 def Conv(X, W, B=None, slope=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
          strides=None, activation="", activation_alpha=0.0, activation_beta=0.0):
     """ONNX Conv; `activation` (with its alpha/beta, and `slope`, a 4th input, for prelu) is the epilogue that the
     converter's fuse_activation pass folds in: relu, clip, leaky_relu, hard_sigmoid, hard_swish, sigmoid, silu."""
-    n = _spatial(X, "Conv")
     X = _float(X, "Conv input")
-    if W.ndim != X.ndim:
-        raise ValueError(f"Conv weight of shape {W.shape} does not match input of shape {X.shape}")
     if W.dtype not in (np.float32, np.float16) and not (isinstance(W, PACKED) and W.dtype == np.int8):
         raise ValueError(f"Conv weight must be float32 or float16, got {W.dtype}")
-    kernel = _kernel(kernel_shape, W, n)
-    if list(W.shape[2:]) != kernel:
-        raise ValueError(f"kernel_shape {kernel} differs from the weight's {list(W.shape[2:])}")
-    strides, dilations = _ints(strides, n, 1, "strides"), _ints(dilations, n, 1, "dilations")
-    begin, end, out = _window(auto_pad, X.shape[2:], kernel, strides, dilations, pads)
-    if X.shape[1] != W.shape[1] * group:
-        raise ValueError(f"Conv input has {X.shape[1]} channels, weight expects {W.shape[1]} x group {group}")
-    y = np.empty((X.shape[0], W.shape[0], *out), np.float32)
+    out_shape, window = _conv_geometry(X.shape, W.shape, auto_pad, dilations, group, kernel_shape, pads, strides)
+    n = X.ndim - 2
+    y = np.empty(out_shape, np.float32)
     bias = None if B is None else contiguous(_float(B, "Conv bias")).reshape(-1)
     act = {"activation": activation, "alpha": float(activation_alpha), "beta": float(activation_beta),
            "slope": None if slope is None else contiguous(_float(slope, "Conv slope")).reshape(-1)}
-    window = (_three(kernel, 1), _three(strides, 1), _three(begin, 0), _three(end, 0), _three(dilations, 1))
     if act["slope"] is not None and act["slope"].size != W.shape[0]:
         raise ValueError(f"Conv prelu slope must have one value per output channel, got {act['slope'].size}")
     if group == X.shape[1] == W.shape[0] and n <= 2 and not isinstance(W, PACKED):  # depthwise
@@ -146,7 +166,7 @@ def ConvTranspose(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kern
     X = contiguous(_float(X, "ConvTranspose input"))
     if W.ndim != X.ndim or W.shape[0] != X.shape[1]:
         raise ValueError(f"ConvTranspose weight of shape {W.shape} does not match input of shape {X.shape}")
-    kernel = _kernel(kernel_shape, W, n)
+    kernel = _kernel(kernel_shape, W.shape, n)
     strides, dilations = _ints(strides, n, 1, "strides"), _ints(dilations, n, 1, "dilations")
     out_pad = _ints(output_padding, n, 0, "output_padding")
     inp = X.shape[2:]
@@ -313,7 +333,7 @@ def DeformConv(X, W, offset, B=None, mask=None, dilations=None, group=1, kernel_
     X = _float(X, "DeformConv input")
     n, c, h, w = X.shape
     oc = W.shape[0]
-    kh, kw = _kernel(kernel_shape, W, 2)
+    kh, kw = _kernel(kernel_shape, W.shape, 2)
     (sh, sw), (dh, dw) = _ints(strides, 2, 1, "strides"), _ints(dilations, 2, 1, "dilations")
     begin, _ = _pads(pads, 2)
     oh, ow = offset.shape[2:]

@@ -97,6 +97,12 @@ def Slice(data, starts, ends, axes=None, steps=None):
 
 def Gather(data, indices, axis=0):
     axis = axis_index(axis, data.ndim)
+    if indices.ndim == 0:  # one index (shape arithmetic, a state slot): no array passes over it
+        i = int(indices)
+        i += data.shape[axis] if i < 0 else 0
+        if not 0 <= i < data.shape[axis]:
+            raise IndexError(f"Gather index out of range for axis of length {data.shape[axis]}")
+        return np.take(data, i, axis=axis)
     idx = np.where(indices < 0, indices + data.shape[axis], indices)
     if idx.size and (idx.min() < 0 or idx.max() >= data.shape[axis]):
         raise IndexError(f"Gather index out of range for axis of length {data.shape[axis]}")
