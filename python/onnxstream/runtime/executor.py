@@ -126,16 +126,24 @@ class Session:
         if kept is not None:
             return kept
         array = self._read_weight(name, op)
-        if self._keep_resident and not self._weights[name].cols_per_block:
+        if self._keep_resident:
             self._resident[name] = array
         return array
 
     def _read_weight(self, name: str, op: str) -> np.ndarray:
         w = self._weights[name]
         ids = self._item_ids[name]
-        if w.cols_per_block:  # read block by block while the op runs
-            return PanelBlocks(tuple(w.shape), w.k, w.n, np.dtype(w.dtype), w.cols_per_block,
-                                       lambda i: self._reader.get(ids[i]).view(np.dtype(w.dtype)))
+        if w.cols_per_block:  # read block by block while the op runs (in the read order); a resident model keeps them
+            kept = {}
+
+            def read(i):
+                block = kept.get(i)
+                if block is None:
+                    block = self._reader.get(ids[i]).view(np.dtype(w.dtype))
+                    if self._keep_resident:
+                        kept[i] = block
+                return block
+            return PanelBlocks(tuple(w.shape), w.k, w.n, np.dtype(w.dtype), w.cols_per_block, read)
         raw = self._reader.get(ids[0])
         if w.layout:
             return Panels(raw.view(np.dtype(w.dtype)), tuple(w.shape), w.k, w.n)
