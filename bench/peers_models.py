@@ -157,11 +157,12 @@ def _export(diffusers_dir: Path, part: str, onnx_path: Path):
                           do_constant_folding=True, input_names=names, output_names=outs)
 
 
-def _simplify(src: Path, dst: Path, optimize: bool = True):
-    """The ONNX simplifier (onnxsim), as OnnxStream's guide; external data for the big UNet. optimize=False skips
-    onnxsim's graph optimizations (constant folding and shape inference still run): for the text encoder, whose
-    MatMul + Add pairs the optimizer fuses into 2-D Gemms with a [N] bias, which OnnxStream's Gemm refuses
-    ("XnnPack::matrix_multiply_fp32: invalid shape of bias": it wants the bias at the output's shape)."""
+def _simplify(src: Path, dst: Path):
+    """The ONNX simplifier (onnxsim), as OnnxStream's guide; external data for the big UNet. Without onnxsim's
+    graph optimizations (constant folding and shape inference still run): they fuse MatMul + Add pairs into 2-D
+    Gemms with a [N] bias (the UNet's and VAE's attention projections, the text encoder's), which OnnxStream's
+    Gemm refuses ("XnnPack::matrix_multiply_fp32: invalid shape of bias": it takes a bias of the output's shape or
+    of one row). Their dead-node pass is done here by hand: onnx2txt refuses a node whose output nobody reads."""
     import onnx
     import onnxsim
     model = onnx.load(str(src))
@@ -169,22 +170,26 @@ def _simplify(src: Path, dst: Path, optimize: bool = True):
     # Over protobuf's 2 GB, onnxsim reads the file itself and writes dst with external data (it refuses a
     # ModelProto with output_path).
     simplified, ok = onnxsim.simplify(str(src) if big else model, output_path=str(dst) if big else None,
-                                      perform_optimization=optimize)
+                                      perform_optimization=False)
     if not ok:
         raise RuntimeError(f"onnxsim could not validate the simplified {src}")
-    if not optimize:  # the optimizer's dead-node pass by hand: onnx2txt refuses a node whose output nobody reads
-        graph = simplified.graph
-        while True:
-            used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-            dead = [n for n in graph.node if not any(o in used for o in n.output)]
-            if not dead:
-                break
-            for n in dead:
-                graph.node.remove(n)
     if not big:
         onnx.save(simplified, str(dst))
     elif not dst.is_file():
         onnx.save(simplified, str(dst), save_as_external_data=True, location=dst.name + ".data")
+    del model, simplified
+    result = onnx.load(str(dst), load_external_data=False)  # (external tensors keep pointing at their file)
+    graph, dropped = result.graph, 0
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+        dropped += len(dead)
+    if dropped:
+        onnx.save(result, str(dst))
 
 
 def _onnx2txt(onnx_path: Path, dest: Path, fp16=False, uint8=False):
@@ -218,7 +223,7 @@ def onnxstream_model(diffusers_dir: Path, tokenizer_dir: Path) -> Path:
             log(f"OnnxStream conversion: exporting {part} (opset {ONNX_OPSET}, batch 1)")
             _export(diffusers_dir, part, work / part / "model.onnx")
             log(f"OnnxStream conversion: onnxsim {part}")
-            _simplify(work / part / "model.onnx", work / part / "sim.onnx", optimize=part != "text_encoder")
+            _simplify(work / part / "model.onnx", work / part / "sim.onnx")
             for name, flags in outs:
                 log(f"OnnxStream conversion: onnx2txt -> {name}")
                 _onnx2txt(work / part / "sim.onnx", tmp / name, **flags)

@@ -209,10 +209,34 @@ PYBIND11_MODULE(_core, m) {
     unary((UnaryOp)op, tx, ty, alpha, beta);
   }, py::arg("op"), py::arg("x"), py::arg("y"), py::arg("alpha") = 0.0f, py::arg("beta") = 0.0f);
   m.def("binary_code", &binary_code, "The code of a binary op name, for binary()");
-  m.def("binary", [](int op, py::array a, py::array b, py::array y) {
+  // y = a op b at numpy's broadcast shape of a and b, written over `out` when it has that shape and dtype (an input
+  // dying at the node), else a new array; bool results for comparisons. The shape work is here, not in Python:
+  // for a small tensor it cost more than the kernel.
+  m.def("binary", [](int op, py::array a, py::array b, py::object out, bool to_bool) {
+    const int nd = (int)std::max(a.ndim(), b.ndim());
+    check(nd <= kMaxDims, "tensors may have at most 8 dimensions");
+    std::vector<py::ssize_t> shape((size_t)nd);
+    for (int i = 0; i < nd; i++) {
+      const int ia = i - (nd - (int)a.ndim()), ib = i - (nd - (int)b.ndim());
+      const py::ssize_t da = ia < 0 ? 1 : a.shape(ia), db = ib < 0 ? 1 : b.shape(ib);
+      check(da == db || da == 1 || db == 1, "binary op: input shapes do not broadcast (dimension " +
+                                                std::to_string(i) + ": " + std::to_string(da) + " vs " +
+                                                std::to_string(db) + ")");
+      shape[(size_t)i] = da == 1 ? db : da;
+    }
+    const py::dtype dt = to_bool ? py::dtype::of<bool>() : a.dtype();
+    bool fits = !out.is_none();  // (a default py::array is an empty array, not a null: so a flag)
+    py::array o = fits ? out.cast<py::array>() : py::array();
+    fits = fits && o.ndim() == nd && o.dtype().kind() == dt.kind() && o.dtype().itemsize() == dt.itemsize() &&
+           (o.flags() & py::array::c_style) && o.writeable();
+    for (int i = 0; fits && i < nd; i++) fits = o.shape(i) == shape[(size_t)i];
+    py::array y = fits ? o : py::array(dt, shape);
     Tensor ty = out_view(y), ta = broadcast_view(a, ty), tb = broadcast_view(b, ty);
-    py::gil_scoped_release nogil;
-    binary((BinaryOp)op, ta, tb, ty);
+    {
+      py::gil_scoped_release nogil;
+      binary((BinaryOp)op, ta, tb, ty);
+    }
+    return y;
   });
   m.def("where", [](py::array c, py::array a, py::array b, py::array y) {
     Tensor tc = view(c), ta = view(a), tb = view(b), ty = out_view(y);

@@ -88,13 +88,15 @@ void max_rows(const char* x, int64_t row_bytes, int64_t ha, int64_t hb, int64_t 
   }
 }
 
-// y[ow - a] ... for output columns ow in [a, a + 4j) <= b, each the max (NaN kept) of the kw values of rowmax from
+// y[ow] for output columns ow in [a, a + 4j) <= b, each the max (NaN kept) of the kw values of rowmax from
 // ow * sw - pw, all inside the row; returns the first column not done. Strides 1 and 2 (the CNN cases) only.
-int64_t max_columns(const float* rowmax, int64_t a, int64_t b, int64_t sw, int64_t pw, int64_t kw, float* y) {
+int64_t max_columns(const float* rowmax, int64_t W, int64_t a, int64_t b, int64_t sw, int64_t pw, int64_t kw,
+                    float* y) {
   int64_t ow = a;
 #if defined(__SSE2__)
   if (sw == 1 || sw == 2) {
-    for (; ow + 4 <= b; ow += 4) {
+    // Stride 2 loads 8 values per tap, one past the 4th output's last: that one must be inside the row too.
+    for (; ow + 4 <= b && (sw == 1 || (ow + 3) * 2 - pw + kw < W); ow += 4) {
       const float* r = rowmax + ow * sw - pw;
       __m128 best = _mm_set1_ps(-std::numeric_limits<float>::infinity()), nan = _mm_setzero_ps();
       for (int64_t j = 0; j < kw; j++) {
@@ -480,7 +482,7 @@ void pool(const std::string& op, const Tensor& x, const Window& win, bool count_
           max_rows(xp, hs, ha, hb, W, rowmax.data());
           // Output columns [a, b) have their whole window inside the row: 4 at a time for strides 1 and 2.
           const int64_t a = std::min(OW, (pw + sw - 1) / sw), b = std::max(a, std::min(OW, (W - kw + pw) / sw + 1));
-          const int64_t done = max_columns(rowmax.data(), a, b, sw, pw, kw, o + oh * OW);
+          const int64_t done = max_columns(rowmax.data(), W, a, b, sw, pw, kw, o + oh * OW);
           for (int64_t ow = 0; ow < OW; ow++) {
             if (ow == a) ow = done;
             if (ow >= OW) break;

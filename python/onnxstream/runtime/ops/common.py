@@ -57,27 +57,14 @@ def unary(op: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0, out=Non
 _BINARY_CODES: dict[str, int] = {}
 
 
-def broadcast_shape(a: tuple, b: tuple) -> tuple:
-    """numpy's broadcast shape of two shapes (np.broadcast_shapes costs more than a small op's kernel)."""
-    if a == b:
-        return a
-    if len(a) < len(b):
-        a = (1,) * (len(b) - len(a)) + a
-    elif len(b) < len(a):
-        b = (1,) * (len(a) - len(b)) + b
-    shape = tuple(x if y == 1 else y for x, y in zip(a, b))
-    if any(x != s and x != 1 for x, s in zip(a, shape)):
-        raise ValueError(f"shapes {a} and {b} do not broadcast")
-    return shape
-
-
 def binary(op: str, a: np.ndarray, b: np.ndarray, out_dtype=None, out=None) -> np.ndarray:
-    y = output(broadcast_shape(a.shape, b.shape), a.dtype if out_dtype is None else np.dtype(out_dtype), out)
+    """a op b, broadcast; out_dtype None (a's dtype) or np.bool_ (comparisons, logic)."""
     code = _BINARY_CODES.get(op)
     if code is None:
         code = _BINARY_CODES[op] = _core.binary_code(op)
-    _core.binary(code, a, b, y)  # (the core broadcasts a and b to y's shape)
-    return y
+    if out_dtype is not None and np.dtype(out_dtype) not in (a.dtype, np.bool_):
+        raise ValueError(f"binary op '{op}': results are {a.dtype} or bool, not {np.dtype(out_dtype)}")
+    return _core.binary(code, a, b, out, out_dtype is not None and np.dtype(out_dtype) == np.bool_)
 
 
 def cast(x: np.ndarray, dtype) -> np.ndarray:
