@@ -104,7 +104,7 @@ ONNXSTREAM_RULES = [(re.compile(r"^-+\[prompt\]"), [("begin", "text")]),
                     (re.compile(r"^-+\[diffusion\]"), [("end", "text"), ("begin", "unet")]),
                     (re.compile(r"^-+\[decode\]"), [("end", "unet"), ("begin", "vae")]),
                     (re.compile(r"^-+\[save\]"), [("end", "vae")])]
-ONNXSTREAM_STEP = re.compile(r"step:\d+\s+(\d+)ms")
+ONNXSTREAM_STEP = re.compile(r"step:\d+\s+(\d+)(?P<ms>ms)")  # (its step times are in ms)
 
 
 def check_prerequisites(engines) -> dict:

@@ -159,10 +159,11 @@ def _export(diffusers_dir: Path, part: str, onnx_path: Path):
 
 def _simplify(src: Path, dst: Path):
     """The ONNX simplifier (onnxsim), as OnnxStream's guide; external data for the big UNet. Without onnxsim's
-    graph optimizations (constant folding and shape inference still run): they fuse MatMul + Add pairs into 2-D
-    Gemms with a [N] bias (the UNet's and VAE's attention projections, the text encoder's), which OnnxStream's
-    Gemm refuses ("XnnPack::matrix_multiply_fp32: invalid shape of bias": it takes a bias of the output's shape or
-    of one row). Their dead-node pass is done here by hand: onnx2txt refuses a node whose output nobody reads."""
+    MatMul + Add -> Gemm fusions (the 2-D one, and the batched one that reshapes rank-3 activations to 2-D): they
+    make 2-D Gemms with a [N] bias (the attention projections, the text encoder's MLPs), which OnnxStream's Gemm
+    refuses ("XnnPack::matrix_multiply_fp32: invalid shape of bias": it takes a bias of the output's shape). Its
+    other optimizations stay: without them the UNet keeps the Cast of a shape into the attention scale, which
+    OnnxStream's Cast cannot run."""
     import onnx
     import onnxsim
     model = onnx.load(str(src))
@@ -170,26 +171,14 @@ def _simplify(src: Path, dst: Path):
     # Over protobuf's 2 GB, onnxsim reads the file itself and writes dst with external data (it refuses a
     # ModelProto with output_path).
     simplified, ok = onnxsim.simplify(str(src) if big else model, output_path=str(dst) if big else None,
-                                      perform_optimization=False)
+                                      skipped_optimizers=["fuse_matmul_add_bias_into_gemm",
+                                                          "fuse_matmul_add_bias_into_gemm_batched"])
     if not ok:
         raise RuntimeError(f"onnxsim could not validate the simplified {src}")
     if not big:
         onnx.save(simplified, str(dst))
     elif not dst.is_file():
         onnx.save(simplified, str(dst), save_as_external_data=True, location=dst.name + ".data")
-    del model, simplified
-    result = onnx.load(str(dst), load_external_data=False)  # (external tensors keep pointing at their file)
-    graph, dropped = result.graph, 0
-    while True:
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-        dropped += len(dead)
-    if dropped:
-        onnx.save(result, str(dst))
 
 
 def _onnx2txt(onnx_path: Path, dest: Path, fp16=False, uint8=False):
@@ -228,6 +217,8 @@ def onnxstream_model(diffusers_dir: Path, tokenizer_dir: Path) -> Path:
                 log(f"OnnxStream conversion: onnx2txt -> {name}")
                 _onnx2txt(work / part / "sim.onnx", tmp / name, **flags)
             shutil.rmtree(work / part)
-        (tmp / "vae_decoder_qu8" / "range_data.txt").write_text("")  # filled by its --decoder-calibrate
+        # Filled by its --decoder-calibrate. Its app reads the file in every mode and refuses an empty one
+        # ("read_file: invalid size of file"); an empty line parses as no ranges.
+        (tmp / "vae_decoder_qu8" / "range_data.txt").write_bytes(b"\r\n")
         shutil.rmtree(work)
     return atomic_dir(diffusers_dir.parent / "onnxstream-app", build)

@@ -104,7 +104,7 @@ def run(name: str, cmd, rules=(), env=None, cwd=None, step_re=None, timeout=None
         if step_re:
             s = step_re.search(line)
             if s:
-                res.step_times.append(float(s.group(1)) * float(s.groupdict().get("scale") or 1))
+                res.step_times.append(float(s.group(1)) / (1000 if s.groupdict().get("ms") else 1))  # (seconds)
     res.returncode = proc.wait()
     res.wall = time.perf_counter() - start
     stop.set()
