@@ -31,11 +31,14 @@ def round_weights_to_fp16(model) -> None:
                     rounded(attr.t)
 
 
-def onnxruntime_outputs(model_or_path, feeds: dict) -> dict:
+def onnxruntime_outputs(model_or_path, feeds: dict, optimized: bool = True) -> dict:
+    """optimized=False: onnxruntime without its graph rewrites, for a pattern one of them gets wrong."""
     import onnxruntime as ort
     arg = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(arg, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds)))

@@ -44,12 +44,12 @@ def scalar(name, v):
     return numpy_helper.from_array(np.array(v, np.float32), name)
 
 
-def run_both(model, tmp_path, x_shape=None):
+def run_both(model, tmp_path, x_shape=None, optimized=True):
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
     shape = x_shape or [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = RNG.standard_normal(shape).astype(np.float32) * 2
-    ref = onnxruntime_outputs(str(path), {"x": x})
+    ref = onnxruntime_outputs(str(path), {"x": x}, optimized)
     onnxstream.convert(path, tmp_path / "out")
     ours = onnxstream.Session(tmp_path / "out").run({"x": x})
     for k, v in ref.items():
@@ -145,3 +145,66 @@ def test_maxpool_indices_only_when_read(want_indices, tmp_path):
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", F, [1, 3, 9, 10])], graph_outs)
     graph = run_both(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path)
     assert graph.nodes[0].outputs == outs[:2 if want_indices else 1]
+
+
+def _layer_norm_torch(tmp_path, opset, shape, normalized, affine):
+    """torch's own export of nn.LayerNorm at an opset before 17: the nine-node spelling."""
+    import torch
+    torch.manual_seed(0)
+    ln = torch.nn.LayerNorm(normalized, elementwise_affine=affine).eval()
+    if affine:
+        with torch.no_grad():
+            ln.weight.uniform_(0.5, 2)
+            ln.bias.normal_()
+    path = tmp_path / "ln.onnx"
+    torch.onnx.export(ln, (torch.zeros(shape),), str(path), dynamo=False, opset_version=opset,
+                      input_names=["x"], output_names=["y"])
+    import onnx
+    return onnx.load(str(path))
+
+
+@pytest.mark.parametrize("opset,shape,normalized,affine", [
+    (12, (2, 7, 48), (48,), True),          # a transformer's per-token norm
+    (14, (1, 5, 6, 8), (6, 8), True),       # over two trailing axes
+    (12, (3, 33), (33,), False),            # no scale or bias
+])
+def test_decomposed_layer_norm_fuses(opset, shape, normalized, affine, tmp_path):
+    model = _layer_norm_torch(tmp_path, opset, shape, normalized, affine)
+    assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
+    graph = run_both(model, tmp_path, list(shape))
+    assert ops(graph) == ["LayerNormalization"]
+
+
+def keras_layer_norm(opset, square_by_mul=True, eps=1e-3, axes=(-1,)):
+    """Keras/TF's spelling: the square as Mul(d, d); at opset 18 ReduceMean takes its axes as an input."""
+    x = helper.make_tensor_value_info("x", F, [2, 4, 10])
+    inits = [scalar("eps", eps), numpy_helper.from_array(RNG.uniform(0.5, 2, 10).astype(np.float32), "gamma"),
+             numpy_helper.from_array(RNG.standard_normal(10).astype(np.float32), "beta"), scalar("two", 2)]
+    if opset >= 18:
+        inits.append(numpy_helper.from_array(np.array(axes, np.int64), "axes"))
+        mean = lambda i, o: helper.make_node("ReduceMean", [i, "axes"], [o])  # noqa: E731
+    else:
+        mean = lambda i, o: helper.make_node("ReduceMean", [i], [o], axes=list(axes))  # noqa: E731
+    square = helper.make_node("Mul", ["d", "d"], ["sq"]) if square_by_mul else \
+        helper.make_node("Pow", ["d", "two"], ["sq"])
+    nodes = [mean("x", "m"), helper.make_node("Sub", ["x", "m"], ["d"]), square, mean("sq", "v"),
+             helper.make_node("Add", ["v", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["s"]),
+             helper.make_node("Div", ["d", "s"], ["n"]), helper.make_node("Mul", ["gamma", "n"], ["g"]),
+             helper.make_node("Add", ["g", "beta"], ["y"])]
+    g = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", F, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_keras_layer_norm_fuses(opset, tmp_path):
+    assert ops(run_both(keras_layer_norm(opset), tmp_path)) == ["LayerNormalization"]
+
+
+@pytest.mark.parametrize("case", ["middle_axis", "pow4"])
+def test_look_alike_norms_are_not_fused(case, tmp_path):
+    """A mean over a leading axis, or a fourth power instead of a square, is not a layer norm: left as it is.
+    (onnxruntime 1.32's own layer-norm fusion ignores Pow's exponent, so the reference runs unoptimized.)"""
+    model = keras_layer_norm(13, square_by_mul=case != "pow4", axes=(1,) if case == "middle_axis" else (-1,))
+    if case == "pow4":
+        model.graph.initializer[3].CopyFrom(scalar("two", 4))
+    assert "LayerNormalization" not in ops(run_both(model, tmp_path, optimized=False))

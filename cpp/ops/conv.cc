@@ -168,18 +168,43 @@ inline void copy_floats(const float* src, int64_t n, float* dst) {
   for (; i < n; i++) dst[i] = src[i];
 }
 
+// Outputs [lo, hi) of a run of `run` outputs whose first reads input column iw0 (stride sw) read columns inside
+// [0, in[2]); the rest fall into the padding.
+inline void inside_span(const Geometry& g, int64_t sw, int64_t iw0, int64_t run, int64_t& lo, int64_t& hi) {
+  lo = std::min(run, iw0 < 0 ? (-iw0 + sw - 1) / sw : 0);
+  hi = std::max(lo, std::min(run, iw0 < g.in[2] ? (g.in[2] - 1 - iw0) / sw + 1 : 0));
+}
+
+// inside_span of a whole output row (starting at ow = 0) per kernel column kw, as [lo, hi] pairs: the divisions
+// by the stride done once per conv, not once per window row (a 1-D conv over a few frames has K rows of 4 pixels).
+std::vector<int64_t> row_spans(const Geometry& g, const Window& win) {
+  std::vector<int64_t> spans(2 * win.kernel[2]);
+  for (int64_t kw = 0; kw < win.kernel[2]; kw++)
+    inside_span(g, win.strides[2], -win.pads_begin[2] + kw * win.dilations[2], g.out[2], spans[2 * kw],
+                spans[2 * kw + 1]);
+  return spans;
+}
+
 // stage[j][i] = window value k0 + j = (c, kd, kh, kw) of output pixel p0 + i, for j < kn and i < pt; zero where the
 // window falls into the padding. k-major, so each window value is a few runs of one input row (contiguous for
 // stride 1) with the padding clamped once per output row; transpose() then makes the [pixels, kc] operand.
 // x points at channel 0 of this group in image n (byte strides xs[] for c, d, h, w).
-void im2col_kmajor(const char* x, const int64_t* xs, const Geometry& g, const Window& win, int64_t p0, int64_t pt,
-                   int64_t k0, int64_t kn, float* stage) {
+void im2col_kmajor(const char* x, const int64_t* xs, const Geometry& g, const Window& win, const int64_t* row_lohi,
+                   int64_t p0, int64_t pt, int64_t k0, int64_t kn, float* stage) {
   const int64_t kw_n = win.kernel[2], kh_n = win.kernel[1], sw = win.strides[2], step = xs[3] / 4;
   const int64_t ow0 = p0 % g.out[2], oh0 = (p0 / g.out[2]) % g.out[1], od0 = p0 / (g.out[2] * g.out[1]);
-  for (int64_t j = 0; j < kn; j++) {
-    const int64_t k = k0 + j;
-    const int64_t kw = k % kw_n, kh = (k / kw_n) % kh_n, kd = (k / (kw_n * kh_n)) % win.kernel[0];
-    const char* xc = x + k / (kw_n * kh_n * win.kernel[0]) * xs[0];
+  // k = ((c * kd_n + kd) * kh_n + kh) * kw_n + kw, stepped rather than divided per row: with few pixels per
+  // tile (a 1-D conv over 4 frames) the divisions cost more than the copies.
+  int64_t kw = k0 % kw_n, kh = (k0 / kw_n) % kh_n, kd = (k0 / (kw_n * kh_n)) % win.kernel[0];
+  const char* xc = x + k0 / (kw_n * kh_n * win.kernel[0]) * xs[0];
+  for (int64_t j = 0; j < kn; j++, kw++) {
+    if (kw == kw_n) {
+      kw = 0;
+      if (++kh == kh_n) {
+        kh = 0;
+        if (++kd == win.kernel[0]) kd = 0, xc += xs[0];
+      }
+    }
     float* dst = stage + j * pt;
     int64_t ow = ow0, oh = oh0, od = od0;
     for (int64_t p = 0; p < pt;) {
@@ -190,10 +215,14 @@ void im2col_kmajor(const char* x, const int64_t* xs, const Geometry& g, const Wi
       if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
         std::fill(d, d + run, 0.0f);
       } else {
-        // Outputs [lo, hi) of the run read input columns iw0 + i * sw inside [0, in[2]).
         const int64_t iw0 = ow * sw - win.pads_begin[2] + kw * win.dilations[2];
-        const int64_t lo = std::min(run, iw0 < 0 ? (-iw0 + sw - 1) / sw : 0);
-        const int64_t hi = std::max(lo, std::min(run, iw0 < g.in[2] ? (g.in[2] - 1 - iw0) / sw + 1 : 0));
+        int64_t lo, hi;
+        if (ow == 0) {
+          lo = std::min(run, row_lohi[2 * kw]);
+          hi = std::max(lo, std::min(run, row_lohi[2 * kw + 1]));
+        } else {
+          inside_span(g, sw, iw0, run, lo, hi);
+        }
         const float* row = reinterpret_cast<const float*>(xc + id * xs[1] + ih * xs[2]);
         std::fill(d, d + lo, 0.0f);
         if (sw * step == 1) {
@@ -221,6 +250,7 @@ struct ConvTask {
   float* y;           // image n, output channel 0 of the group: [Mg, P]
   int64_t channel0;   // the group's first output channel (for per-channel activations)
   const Activation* act;  // or null
+  const int64_t* row_spans;  // row_spans(g, win)
 };
 
 void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const ConvTask& t, const int64_t* xs,
@@ -243,7 +273,7 @@ void conv_task(const GemmConfig& cfg, GemmUkernel ukernel, size_t w_size, const 
         const float* src = reinterpret_cast<const float*>(t.x + (kb + kk) * xs[0]) + p0;
         transpose(src, xs[0] / 4, kn, pt, a + kk, kc);
       } else {
-        im2col_kmajor(t.x, xs, g, win, p0, pt, kb + kk, kn, stage);
+        im2col_kmajor(t.x, xs, g, win, t.row_spans, p0, pt, kb + kk, kn, stage);
         transpose(stage, pt, kn, pt, a + kk, kc);
       }
     }
@@ -296,6 +326,7 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
   const int64_t target = threads == 1 ? 1 : 4 * threads;
   const int64_t nn = std::max<int64_t>(1, std::min(n_panels, (target + N * group * p_tiles - 1) / (N * group * p_tiles)));
   float* out = y.ptr<float>();
+  const std::vector<int64_t> spans = row_spans(g, win);
   parallel_for(N * group * p_tiles * nn, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> scratch;
     for (int64_t t = t0; t < t1; t++) {
@@ -304,7 +335,7 @@ void conv_panels(const Tensor& x, const char* panels, DType w_dtype, const Tenso
       ConvTask task{bytes(x) + n * x.strides[0] + gi * Cg * x.strides[1], group_panels,
                     qc8w ? reinterpret_cast<const float*>(group_panels + qc8w_scales_offset(K, Mg)) : nullptr,
                     bias ? bias->ptr<float>() + gi * Mg : nullptr, out + n * y.strides[0] / 4 + gi * Mg * P,
-                    gi * Mg, act && act->kind != Activation::none ? act : nullptr};
+                    gi * Mg, act && act->kind != Activation::none ? act : nullptr, spans.data()};
       const int64_t p0 = ip * tile, pt = std::min(tile, P - p0);
       const int64_t n0 = std::min<int64_t>(Mg, n_panels * in / nn * kPanelWidth);
       const int64_t n1 = std::min<int64_t>(Mg, n_panels * (in + 1) / nn * kPanelWidth);

@@ -310,20 +310,46 @@ def _infer_shapes(onnx, model, opset, inputs, nodes, consts, outputs) -> dict[st
         else:
             graph_inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape))
     protos = [node_proto(onnx, n) for n in nodes]
+    for p in protos:
+        _subgraph_constants(onnx, p, consts)
     g = helper.make_graph(protos, "g", graph_inputs, [helper.make_empty_tensor_value_info(o) for o in outputs], inits)
     m = helper.make_model(g, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     try:
         m = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
     except Exception:
         return {}  # inference is an aid to folding; the runtime computes shapes itself
-    shapes = {}
-    for vi in list(m.graph.value_info) + list(m.graph.output):
+    shapes = {v.name: (v.shape, v.dtype) for v in inputs}   # (Shape of an input folds when its dims are fixed)
+    for vi in _value_infos(m.graph):
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
             try:
                 shapes[vi.name] = (_dims(onnx, vi.type), _elem_dtype(onnx, vi.type))
             except ConversionError:
                 pass
     return shapes
+
+
+def _subgraph_constants(onnx, node_proto, consts) -> None:
+    """Give each subgraph the small constants its nodes read as initializers of its own: ONNX's inference does not
+    read the data of an enclosing graph's initializers, so a subgraph's Pad or Reshape by a folded constant would
+    lose every shape after it."""
+    for a in node_proto.attribute:
+        for sub in [a.g] if a.HasField("g") else a.graphs:
+            have = {t.name for t in sub.initializer}
+            read = {i for n in sub.node for i in n.input if i in consts and i not in have}
+            sub.initializer.extend(onnx.numpy_helper.from_array(consts[i], i) for i in sorted(read)
+                                   if consts[i].nbytes <= 1 << 14)
+            for n in sub.node:
+                _subgraph_constants(onnx, n, consts)
+
+
+def _value_infos(g):
+    """The inferred value infos of g and of every subgraph in it (names are unique across the model)."""
+    yield from g.value_info
+    yield from g.output
+    for n in g.node:
+        for a in n.attribute:
+            for sub in [a.g] if a.HasField("g") else a.graphs:
+                yield from _value_infos(sub)
 
 
 def _evaluate(node: Node, args: list, opset: int):
@@ -346,7 +372,7 @@ def _fold(onnx, model, opset, inputs, nodes, consts, outputs):
             else:
                 consts.update(folded)
         # An If with a constant condition becomes its branch; subgraph nodes reading only constants fold.
-        kept, inlined = fold_control_flow(kept, consts, lambda n: _try_fold(n, consts, {}, opset))
+        kept, inlined = fold_control_flow(kept, consts, lambda n: _try_fold(n, consts, shapes, opset))
         changed = len(kept) != len(nodes) or inlined
         nodes = kept
         if not changed:

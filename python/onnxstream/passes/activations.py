@@ -9,16 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Node
-from .graph import ConvertGraph, Uses
-
-
-def _near(v, want) -> bool:
-    return v is not None and abs(v - want) <= 1e-6 * max(1.0, abs(want))
-
-
-def _other(node: Node, name: str) -> str:
-    rest = [n for n in node.inputs if n != name]
-    return rest[0] if len(node.inputs) == 2 and len(rest) == 1 else ""
+from .graph import ConvertGraph, Uses, near, other_input
 
 
 def _clip_bounds(node: Node, uses: Uses):
@@ -38,19 +29,19 @@ def fuse_hard_swish(g: ConvertGraph) -> ConvertGraph:
     for add in g.nodes:
         if add.op != "Add" or len(add.inputs) != 2:
             continue
-        x = next((n for n in add.inputs if _near(uses.scalar(_other(add, n)), 3.0)), None)
+        x = next((n for n in add.inputs if near(uses.scalar(other_input(add, n)), 3.0)), None)
         clip = uses.sole_consumer(add.outputs[0])
         if x is None or x in g.consts or clip is None or clip.op != "Clip" or clip.inputs[0] != add.outputs[0]:
             continue
         bounds = _clip_bounds(clip, uses)
         mul = uses.sole_consumer(clip.outputs[0])
-        if bounds is None or not (_near(bounds[0], 0.0) and _near(bounds[1], 6.0)) or mul is None or \
-                mul.op != "Mul" or _other(mul, clip.outputs[0]) != x:
+        if bounds is None or not (near(bounds[0], 0.0) and near(bounds[1], 6.0)) or mul is None or \
+                mul.op != "Mul" or other_input(mul, clip.outputs[0]) != x:
             continue
         div = uses.sole_consumer(mul.outputs[0])
         if div is None or not ((div.op == "Div" and div.inputs[0] == mul.outputs[0] and
-                                _near(uses.scalar(div.inputs[1]), 6.0)) or
-                               (div.op == "Mul" and _near(uses.scalar(_other(div, mul.outputs[0])), 1 / 6))):
+                                near(uses.scalar(div.inputs[1]), 6.0)) or
+                               (div.op == "Mul" and near(uses.scalar(other_input(div, mul.outputs[0])), 1 / 6))):
             continue
         if g.shapes.get(x, (None, None))[1] != "float32":
             continue

@@ -50,3 +50,14 @@ class Uses:
     def scalar(self, name: str) -> float | None:
         a = self.const(name)
         return float(a.reshape(-1)[0]) if a is not None and a.size == 1 else None
+
+
+def near(v, want) -> bool:
+    """v is a constant within float rounding of want (None when it is not a constant)."""
+    return v is not None and abs(v - want) <= 1e-6 * max(1.0, abs(want))
+
+
+def other_input(node: Node, name: str) -> str:
+    """The other input of a two-input node, "" if it has none."""
+    rest = [n for n in node.inputs if n != name]
+    return rest[0] if len(node.inputs) == 2 and len(rest) == 1 else ""

@@ -14,6 +14,7 @@ branch not taken reads nothing, a loop body reads its weights again each iterati
 """
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import threading
@@ -29,6 +30,7 @@ from .ops import FLOAT16_WEIGHT_OPS, IN_PLACE_OPS, OPS, op_kwargs
 from .ops.common import cast
 from .panels import PanelBlocks, Panels
 
+DONOR_MIN_BYTES = 64 << 10  # an op writes over a dying input only from this size on (Session._donor)
 DEFAULT_PREFETCH_BYTES = 16 << 20  # enough to overlap reading with compute; more only costs RAM
 # A model whose streamed weights total at most this keeps them in memory after the first run instead of reading
 # them again every run (a 1 MB voice model or a 70 MB sentence encoder); bigger models stream, and the Stable
@@ -102,19 +104,26 @@ class Session:
     # ------------------------------------------------------------ running
 
     def _plan(self, graph: Graph, top: bool) -> None:
-        """Everything a node's run needs that does not change between runs, resolved once: per node (node, op
-        function, keyword arguments, reads its subgraphs, writes over a dying input, Gather of a row table, values to
-        drop after it)."""
+        """Everything a node's run needs that does not change between runs, resolved once (a small model's run is
+        mostly this loop, so each step it can skip counts): per node (node, op function, keyword arguments, reads
+        its subgraphs, may write over a dying input, reads its inputs with one C call when none is a weight (None
+        otherwise), its one output's name (None when it has several), values to drop after it)."""
         # A subgraph drops only what it defines: the values of the enclosing scope outlive its runs.
         own = None if top else {v.name for v in graph.inputs} | {o for n in graph.nodes for o in n.outputs}
         frees = [[] for _ in graph.nodes]
         for name, i in graph.last_uses().items():
             if i < len(graph.nodes) and (own is None or name in own):
                 frees[i].append(name)
-        self._plans[id(graph)] = [
-            (n, OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset), bool(subgraphs(n)),
-             n.op in IN_PLACE_OPS, n.op == "Gather" and n.inputs[0] in self._row_tables, free)
-            for n, free in zip(graph.nodes, frees)]
+        plan = []
+        for n, free in zip(graph.nodes, frees):
+            row_gather = n.op == "Gather" and n.inputs[0] in self._row_tables
+            getter = None
+            if not row_gather and not any(name in self._weights for name in n.inputs):
+                getter = _getter(n.inputs)   # (a missing optional input is "", which every scope maps to None)
+            single = n.outputs[0] if len(n.outputs) == 1 and n.outputs[0] else None
+            plan.append((n, OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset), bool(subgraphs(n)),
+                         n.op in IN_PLACE_OPS and bool(free), getter, single, free))
+        self._plans[id(graph)] = plan
         if not top:
             self._outer_names[id(graph)] = outer_names(graph)
         for node in graph.nodes:
@@ -170,10 +179,13 @@ class Session:
 
     def _donor(self, node, dying: list, args: list, values):
         """An input of the node that dies here and that nothing else references: the op may write its result over it
-        (a residual Add at SD1.5's 64x64 level then needs no third 10 MB buffer)."""
+        (a residual Add at SD1.5's 64x64 level then needs no third 10 MB buffer). Small arrays are not worth the
+        checks: the array cache recycles their memory anyway."""
         for j, name in enumerate(node.inputs):
             if name not in dying or name not in values or not isinstance(args[j], np.ndarray):
                 continue  # (weights are never written over: resident ones serve the next run)
+            if args[j].nbytes < DONOR_MIN_BYTES:
+                continue
             if not (args[j].flags.writeable and args[j].flags.c_contiguous):
                 continue
             # References to the array: values, args and getrefcount's argument; to a view's base: the view's, the
@@ -216,6 +228,7 @@ class Session:
     def _run(self, feeds, output_names):
         values: dict[str, np.ndarray] = dict(self.graph.constants)
         values.update(self._check_feeds(feeds))
+        values[""] = None  # a missing optional input
         if self._reader:
             resident = {i for n in self._resident for i in self._item_ids[n]}
             self._reader.start([i for i in self._read_order if i not in resident])
@@ -229,17 +242,21 @@ class Session:
         names = output_names or [o.name for o in self.graph.outputs]
         return {name: values[name] for name in names}
 
+
     def _run_graph(self, graph: Graph, values) -> None:
         """Run graph's nodes in order over values (its scope)."""
-        for node, fn, kwargs, has_subgraphs, in_place, row_gather, free in self._plans[id(graph)]:
-            start = time.perf_counter() if self._debug else 0.0
-            if row_gather:
+        watched = self._debug or self.observer is not None
+        for node, fn, kwargs, has_subgraphs, may_donate, getter, single, free in self._plans[id(graph)]:
+            start = time.perf_counter() if watched else 0.0
+            if getter is not None:
+                args = getter(values)
+            elif node.op == "Gather" and node.inputs[0] in self._row_tables:
                 args = self._gathered_rows(node.inputs[0], values[node.inputs[1]])
             else:
-                args = [values[n] if n in values else self._weight(n, node.op) if n else None for n in node.inputs]
+                args = [values[n] if n in values else self._weight(n, node.op) for n in node.inputs]
             if has_subgraphs:  # If/Loop/Scan: each subgraph as a function, run in this scope
                 kwargs = {k: self._body(v, values) if isinstance(v, Graph) else v for k, v in kwargs.items()}
-            donor = self._donor(node, free, args, values) if in_place else None
+            donor = self._donor(node, free, args, values) if may_donate else None
             try:
                 result = fn(*args, **kwargs) if donor is None else fn(*args, _out=donor, **kwargs)
             except Exception as e:
@@ -248,15 +265,20 @@ class Session:
                 if isinstance(e, MemoryError):  # (numpy's takes a shape and a dtype)
                     raise MemoryError(f"{node.op} node '{node.name}': {e}") from e
                 raise
-            results = result if isinstance(result, tuple) else (result,)
-            for name, value in zip(node.outputs, results):
-                if name:  # (a list is an ONNX sequence)
-                    values[name] = value if isinstance(value, (np.ndarray, list)) else np.asarray(value)
-            del args, result, results, donor, value  # (no stray references: see _donor)
-            if self._debug:
-                _trace(node, values, time.perf_counter() - start, self._debug)
-            if self.observer is not None:
-                self.observer(node, values)
+            if single is not None and type(result) is np.ndarray:
+                values[single] = result
+            else:
+                results = result if isinstance(result, tuple) else (result,)
+                for name, value in zip(node.outputs, results):
+                    if name:  # (a list is an ONNX sequence)
+                        values[name] = value if isinstance(value, (np.ndarray, list)) else np.asarray(value)
+                del results, value
+            del args, result, donor  # (no stray references: see _donor)
+            if watched:
+                if self._debug:
+                    _trace(node, values, time.perf_counter() - start, self._debug)
+                if self.observer is not None:
+                    self.observer(node, values)
             for name in free:
                 values.pop(name, None)
 
@@ -271,6 +293,7 @@ class Session:
             if len(inputs) != len(graph.inputs):
                 raise ValueError(f"subgraph takes {len(graph.inputs)} inputs, got {len(inputs)}")
             scope = {name: outer[name] for name in outer_reads if name in outer}  # (weights: read when used)
+            scope[""] = None
             scope.update((v.name, x) for v, x in zip(graph.inputs, inputs))
             del inputs  # (the scope holds the only references: see _donor)
             self._run_graph(graph, scope)
@@ -306,3 +329,13 @@ def _trace(node, values, seconds, level):
             if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
                 line += f"\n      {n}: min {v.min():.4g} max {v.max():.4g} mean {v.mean():.4g}"
     print(line, file=sys.stderr)
+
+
+def _getter(names: list[str]):
+    """values -> the tuple of values[name] for names, in one C call for two or more."""
+    if len(names) >= 2:
+        return operator.itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda values: (values[name],)
+    return lambda values: ()

@@ -149,11 +149,29 @@ def Pad(data, pads, constant_value=None, axes=None, mode="constant", value=None)
     widths = [(max(b, 0), max(e, 0)) for b, e in widths]
     if mode == "constant":
         value = 0 if constant_value is None or np.asarray(constant_value).size == 0 else np.asarray(constant_value).item()
-        return np.pad(data, widths, mode="constant", constant_values=value)
-    numpy_mode = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}.get(mode)
-    if numpy_mode is None:
+        out = np.full([d + b + e for d, (b, e) in zip(data.shape, widths)], value, data.dtype)
+        out[tuple(slice(b, b + d) for d, (b, _) in zip(data.shape, widths))] = data
+        return out
+    if mode not in ("reflect", "edge", "wrap"):
         raise NotImplementedError(f"Pad mode '{mode}' is not supported")
-    return np.pad(data, widths, mode=numpy_mode)
+    # Axis by axis with slices (np.pad's general machinery costs 50 us on a voice model's 600-sample frame); pads
+    # wider than the axis repeat the pattern, which np.pad does.
+    for a, (b, e) in enumerate(widths):
+        dim = data.shape[a]
+        if not b and not e:
+            continue
+        if b >= dim or e >= dim or dim == 0:
+            return np.pad(data, widths, mode=mode)
+        take = lambda start, stop, step=1: data[(slice(None),) * a + (slice(start, stop, step),)]  # noqa: E731
+        if mode == "reflect":
+            left, right = take(b, 0, -1), take(dim - 2, dim - 2 - e if e < dim - 1 else None, -1)
+        elif mode == "edge":
+            left, right = np.repeat(take(0, 1), b, axis=a), np.repeat(take(dim - 1, dim), e, axis=a)
+        else:
+            left, right = take(dim - b, dim), take(0, e)
+        data = np.concatenate([left, data, right], axis=a)
+        widths[a] = (0, 0)
+    return contiguous(data)
 
 
 def ConstantOfShape(input, value=None):
