@@ -208,3 +208,53 @@ def test_look_alike_norms_are_not_fused(case, tmp_path):
     if case == "pow4":
         model.graph.initializer[3].CopyFrom(scalar("two", 4))
     assert "LayerNormalization" not in ops(run_both(model, tmp_path, optimized=False))
+
+
+def test_passes_reach_if_branches(tmp_path):
+    """A network inside an If branch (silero's VAD, openWakeWord's verifier) gets the same rewrites as the main
+    graph: Conv + Relu in one node, the nine-node layer norm as one; both branches against onnxruntime."""
+    w = numpy_helper.from_array(RNG.standard_normal((4, 3, 3)).astype(np.float32) * 0.3, "w")
+    then_nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3], pads=[1, 1]),
+                  helper.make_node("Relu", ["c"], ["r"])]
+    ln = keras_layer_norm(13).graph   # x -> y over the last axis of [2, 4, 10]
+    rename = {"x": "r", "y": "t_out"}
+    for n in ln.node:
+        then_nodes.append(helper.make_node(n.op_type, [rename.get(i, i) for i in n.input],
+                                           [rename.get(o, o) for o in n.output], **{
+                                               a.name: helper.get_attribute_value(a) for a in n.attribute}))
+    then_g = helper.make_graph(then_nodes, "then", [], [helper.make_tensor_value_info("t_out", F, [2, 4, 10])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e_out"]),
+                                helper.make_node("Pad", ["e_out", "epads"], ["e_pad"])], "else", [],
+                               [helper.make_tensor_value_info("e_pad", F, [2, 4, 10])])
+    inits = [w, *ln.initializer, numpy_helper.from_array(np.array([0, 1, 0, 0, 0, 0], np.int64), "epads")]
+    x = helper.make_tensor_value_info("x", F, [2, 3, 10])
+    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+    g = helper.make_graph([helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)], "g",
+                          [x, cond], [helper.make_tensor_value_info("y", F, [2, 4, 10])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "if.onnx"
+    path.write_bytes(model.SerializeToString())
+    onnxstream.convert(path, tmp_path / "out")
+    session = onnxstream.Session(tmp_path / "out")
+    branch = session.graph.nodes[0].attrs["then_branch"]
+    assert [n.op for n in branch.nodes] == ["Conv", "LayerNormalization"]
+    assert branch.nodes[0].attrs["activation"] == "relu"
+    xv = RNG.standard_normal((2, 3, 10)).astype(np.float32)
+    for c in (True, False):
+        feeds = {"x": xv, "cond": np.array(c)}
+        ref = onnxruntime_outputs(str(path), feeds)["y"]
+        got = session.run(feeds)["y"]
+        assert got.shape == ref.shape and rel_l2(got, ref) < 1e-5, c
+
+
+def test_static_view_chain_becomes_one_reshape(tmp_path):
+    """Unsqueeze -> Squeeze -> Flatten with shapes known at convert time: one Reshape to the final shape."""
+    x = helper.make_tensor_value_info("x", F, [2, 3, 4])
+    nodes = [helper.make_node("Unsqueeze", ["x", "ax0"], ["u"]), helper.make_node("Squeeze", ["u", "ax0"], ["s"]),
+             helper.make_node("Flatten", ["s"], ["f"], axis=2), helper.make_node("Relu", ["f"], ["r"]),
+             helper.make_node("Unsqueeze", ["r", "ax1"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax1")]
+    g = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", F, None)], inits)
+    graph = run_both(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), tmp_path)
+    assert ops(graph) == ["Reshape", "Relu", "Reshape"]

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dispatch.h"
 #include "ops/gemm.h"
 
 namespace onnxstream {
@@ -19,11 +20,12 @@ void activate(const RnnActivation& a, float clip, float* v, int64_t n) {
   if (clip > 0)
     for (int64_t i = 0; i < n; i++) v[i] = std::min(std::max(v[i], -clip), clip);
   const float al = a.alpha, be = a.beta;
+  const VUnaryParams none{0.0f, 0.0f};
   switch (a.op) {
-    case RnnAct::sigmoid:  // (inputs clamped so exp never makes a denormal: saturated gates would crawl)
-      for (int64_t i = 0; i < n; i++) v[i] = 1.0f / (1.0f + std::exp(-std::min(std::max(v[i], -80.0f), 80.0f)));
+    case RnnAct::sigmoid:  // the default gates: the vector kernels (libm's scalar tanhf was half a cell's time)
+      vunary_config().ukernel[kVSigmoid](n, v, v, &none);
       break;
-    case RnnAct::tanh: for (int64_t i = 0; i < n; i++) v[i] = std::tanh(v[i]); break;
+    case RnnAct::tanh: vunary_config().ukernel[kVTanh](n, v, v, &none); break;
     case RnnAct::relu: for (int64_t i = 0; i < n; i++) v[i] = std::max(v[i], 0.0f); break;
     case RnnAct::affine: for (int64_t i = 0; i < n; i++) v[i] = al * v[i] + be; break;
     case RnnAct::leaky_relu: for (int64_t i = 0; i < n; i++) v[i] = v[i] >= 0 ? v[i] : al * v[i]; break;

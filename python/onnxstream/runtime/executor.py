@@ -121,8 +121,11 @@ class Session:
             if not row_gather and not any(name in self._weights for name in n.inputs):
                 getter = _getter(n.inputs)   # (a missing optional input is "", which every scope maps to None)
             single = n.outputs[0] if len(n.outputs) == 1 and n.outputs[0] else None
-            plan.append((n, OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset), bool(subgraphs(n)),
-                         n.op in IN_PLACE_OPS and bool(free), getter, single, free))
+            fn, kwargs = OPS[n.op], op_kwargs(n.op, n.attrs, len(n.outputs), self.graph.opset)
+            if hasattr(fn, "prepare") and not subgraphs(n):   # an op that resolves its attributes once per node
+                fn, kwargs = fn.prepare(**kwargs), {}
+            plan.append((n, fn, kwargs, bool(subgraphs(n)), n.op in IN_PLACE_OPS and bool(free), getter, single,
+                         free))
         self._plans[id(graph)] = plan
         if not top:
             self._outer_names[id(graph)] = outer_names(graph)

@@ -24,6 +24,18 @@ def contiguous(a, dtype=None) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
+def broadcast_to(a: np.ndarray, shape) -> np.ndarray:
+    """np.broadcast_to, skipped when a already has the shape (numpy 2's costs 8 us, a small op's whole kernel)."""
+    shape = tuple(shape)
+    return a if a.shape == shape else np.broadcast_to(a, shape)
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """np.broadcast_shapes, skipped when the shapes are equal."""
+    first = tuple(shapes[0])
+    return first if all(tuple(s) == first for s in shapes[1:]) else np.broadcast_shapes(*shapes)
+
+
 def axis_index(axis: int, rank: int) -> int:
     if not -rank <= axis < max(rank, 1):
         raise ValueError(f"axis {axis} is out of range for a tensor of rank {rank}")
@@ -84,27 +96,32 @@ def as_ints(v) -> list[int]:
     return a.tolist() if a.dtype.kind in "iu" else [int(i) for i in a]  # (tolist: Python ints, at C speed)
 
 
+_VIEW_PLANS: dict = {}  # (shape, axes) -> (transpose or None, [outer, n, inner], kept shape): resolved once
+
+
 def middle_axes_view(x: np.ndarray, axes: list[int]):
     """x viewed as [outer, n, inner] with `axes` (sorted, normalised) gathered in the middle.
 
     Returns (view, kept_shape) where kept_shape is x's shape with the reduced axes removed. Axes that are already
     adjacent need no copy; otherwise the tensor is transposed into a contiguous copy first.
     """
-    rank = x.ndim
-    axes = sorted(set(axes))
-    rest = [i for i in range(rank) if i not in axes]
-    first = axes[0] if axes else rank
-    contiguous_block = axes == list(range(first, first + len(axes)))
-    if contiguous_block:
-        outer_axes, inner_axes = list(range(first)), list(range(first + len(axes), rank))
-    else:
-        outer_axes, inner_axes = rest, []
-        x = x.transpose(rest + axes)
-    x = contiguous(x)
-    shape = [x.shape[i] for i in range(x.ndim)]
-    n_outer = len(outer_axes)
-    outer = math.prod(shape[:n_outer])  # (np.prod costs more than a small reduction's kernel)
-    n = math.prod(shape[n_outer:n_outer + len(axes)])
-    inner = math.prod(shape[n_outer + len(axes):])
-    kept = [d for i, d in enumerate(x.shape) if not n_outer <= i < n_outer + len(axes)]
-    return x.reshape(outer, n, inner), kept
+    key = (x.shape, tuple(axes))
+    plan = _VIEW_PLANS.get(key)
+    if plan is None:
+        rank = x.ndim
+        axes = sorted(set(axes))
+        rest = [i for i in range(rank) if i not in axes]
+        first = axes[0] if axes else rank
+        if axes == list(range(first, first + len(axes))):
+            perm, shape, n_outer = None, list(x.shape), first
+        else:
+            perm = rest + axes
+            shape, n_outer = [x.shape[i] for i in perm], len(rest)
+        view = (math.prod(shape[:n_outer]), math.prod(shape[n_outer:n_outer + len(axes)]),
+                math.prod(shape[n_outer + len(axes):]))  # (np.prod costs more than a small reduction's kernel)
+        kept = tuple(d for i, d in enumerate(shape) if not n_outer <= i < n_outer + len(axes))
+        if len(_VIEW_PLANS) > 4096:
+            _VIEW_PLANS.clear()
+        plan = _VIEW_PLANS[key] = (perm, view, kept)
+    perm, view, kept = plan
+    return contiguous(x if perm is None else x.transpose(perm)).reshape(view), list(kept)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ... import _core
-from ..panels import PACKED
+from ..panels import PACKED, Panels
 from .common import cast, contiguous, unary_code
 
 
@@ -132,32 +132,63 @@ def Conv(X, W, B=None, slope=None, auto_pad="NOTSET", dilations=None, group=1, k
          strides=None, activation="", activation_alpha=0.0, activation_beta=0.0):
     """ONNX Conv; `activation` (with its alpha/beta, and `slope`, a 4th input, for prelu) is the epilogue that the
     converter's fuse_activation pass folds in: relu, clip, leaky_relu, hard_sigmoid, hard_swish, sigmoid, silu."""
-    X = _float(X, "Conv input")
-    if W.dtype not in (np.float32, np.float16) and not (isinstance(W, PACKED) and W.dtype == np.int8):
-        raise ValueError(f"Conv weight must be float32 or float16, got {W.dtype}")
-    out_shape, window = _conv_geometry(X.shape, W.shape, auto_pad, dilations, group, kernel_shape, pads, strides)
-    n = X.ndim - 2
-    y = np.empty(out_shape, np.float32)
-    bias = None if B is None else contiguous(_float(B, "Conv bias")).reshape(-1)
-    act = {"activation": activation, "alpha": float(activation_alpha), "beta": float(activation_beta),
-           "slope": None if slope is None else contiguous(_float(slope, "Conv slope")).reshape(-1)}
-    if act["slope"] is not None and act["slope"].size != W.shape[0]:
-        raise ValueError(f"Conv prelu slope must have one value per output channel, got {act['slope'].size}")
-    if group == X.shape[1] == W.shape[0] and n <= 2 and not isinstance(W, PACKED):  # depthwise
-        w = contiguous(_float(W, "Conv weight")).reshape(W.shape[0], -1)
-        X5 = _to5d(X)
-        _core.dwconv(X5 if X5.strides[-1] == 4 else contiguous(X5), w, bias, *window, _to5d(y), **act)
-    elif isinstance(W, PACKED):  # a constant weight packed at convert time, maybe in column blocks
-        y5 = _to5d(y)
-        for n0, n1, panels in W.blocks():  # columns per group; only single-group weights come in several blocks
-            m0, m1 = n0 * group, n1 * group
-            a = dict(act, slope=None if act["slope"] is None else act["slope"][m0:m1])
-            _core.conv_packed(_to5d(X), panels, m1 - m0, None if bias is None else bias[m0:m1], *window, int(group),
-                              y5[:, m0:m1], **a)
-            del panels  # before the next block is read
-    else:
-        _core.conv(_to5d(X), _to5d(contiguous(W)), bias, *window, int(group), _to5d(y), **act)
-    return y
+    return prepare_conv(auto_pad, dilations, group, kernel_shape, pads, strides, activation, activation_alpha,
+                        activation_beta)(X, W, B, slope)
+
+
+def prepare_conv(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
+                 activation="", activation_alpha=0.0, activation_beta=0.0):
+    """Conv with its attributes resolved once (the executor prepares one per node): the call then costs a shape
+    lookup and the kernel, which is most of the time of a conv over a few audio frames."""
+    group, alpha, beta = int(group), float(activation_alpha), float(activation_beta)
+    shapes: dict = {}   # (X.shape, W.shape) -> (output shape, window, 5-D input shape, 5-D output shape)
+    last_bias = [None, None]  # (B, its [M] float32 view)
+
+    def conv(X, W, B=None, slope=None):
+        X = _float(X, "Conv input")
+        if W.dtype not in (np.float32, np.float16) and not (isinstance(W, PACKED) and W.dtype == np.int8):
+            raise ValueError(f"Conv weight must be float32 or float16, got {W.dtype}")
+        geometry = shapes.get((X.shape, W.shape))
+        if geometry is None:
+            out_shape, window = _conv_geometry(X.shape, W.shape, auto_pad, dilations, group, kernel_shape, pads,
+                                               strides)
+            to5 = lambda s: s[:2] + (1,) * (5 - len(s)) + s[2:]  # noqa: E731 (leading unit spatial axes)
+            if len(shapes) > 64:  # (a model fed many input sizes)
+                shapes.clear()
+            geometry = shapes[(X.shape, W.shape)] = (out_shape, window, to5(X.shape), to5(out_shape))
+        out_shape, window, x5_shape, y5_shape = geometry
+        y = np.empty(out_shape, np.float32)
+        if B is None:
+            bias = None
+        elif B is last_bias[0]:   # (a constant: the same array every run)
+            bias = last_bias[1]
+        else:
+            bias = contiguous(_float(B, "Conv bias")).reshape(-1)
+            last_bias[:] = B, bias
+        if slope is not None:
+            slope = contiguous(_float(slope, "Conv slope")).reshape(-1)
+            if slope.size != W.shape[0]:
+                raise ValueError(f"Conv prelu slope must have one value per output channel, got {slope.size}")
+        x5, y5 = X.reshape(x5_shape), y.reshape(y5_shape)
+        if group == X.shape[1] == W.shape[0] and X.ndim <= 4 and not isinstance(W, PACKED):  # depthwise
+            w = contiguous(_float(W, "Conv weight")).reshape(W.shape[0], -1)
+            _core.dwconv(x5 if x5.strides[-1] == 4 else contiguous(x5), w, bias, *window, y5, activation, alpha,
+                         beta, slope)
+        elif type(W) is Panels:  # a constant weight packed at convert time
+            _core.conv_packed(x5, W.data, W.shape[0], bias, *window, group, y5, activation, alpha, beta, slope)
+        elif isinstance(W, PACKED):  # the same, read in column blocks
+            for n0, n1, panels in W.blocks():  # columns per group; only single-group weights come in several blocks
+                m0, m1 = n0 * group, n1 * group
+                _core.conv_packed(x5, panels, m1 - m0, None if bias is None else bias[m0:m1], *window, group,
+                                  y5[:, m0:m1], activation, alpha, beta, None if slope is None else slope[m0:m1])
+                del panels  # before the next block is read
+        else:
+            _core.conv(x5, _to5d(contiguous(W)), bias, *window, group, y5, activation, alpha, beta, slope)
+        return y
+    return conv
+
+
+Conv.prepare = prepare_conv
 
 
 def ConvTranspose(X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, output_padding=None,

@@ -6,7 +6,7 @@ from functools import reduce
 import numpy as np
 
 from ... import _core
-from .common import binary, cast, contiguous, onnx_dtype, unary, unary_code
+from .common import binary, broadcast_shapes, broadcast_to, cast, contiguous, onnx_dtype, unary, unary_code
 
 
 # ---------------------------------------------------------------- arithmetic and comparison
@@ -136,9 +136,9 @@ def Clip(input, min=None, max=None):
 # ---------------------------------------------------------------- selection and type conversion
 
 def Where(condition, X, Y):
-    shape = np.broadcast_shapes(condition.shape, X.shape, Y.shape)
+    shape = broadcast_shapes(condition.shape, X.shape, Y.shape)
     y = np.empty(shape, X.dtype)
-    _core.where(*(np.broadcast_to(t, shape) for t in (condition, X, Y)), y)
+    _core.where(*(broadcast_to(t, shape) for t in (condition, X, Y)), y)
     return y
 
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from ... import _core
-from ..panels import PACKED
-from .common import binary, cast, contiguous
+from ..panels import PACKED, Panels
+from .common import binary, broadcast_shapes, broadcast_to, cast, contiguous
 
 INT_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -46,6 +46,9 @@ def _packed(a: np.ndarray, B, bias=None) -> np.ndarray:
         raise ValueError(f"MatMul with a float weight needs a float input, got {a.dtype}")
     a3 = a.reshape(1, -1, B.k)
     y = np.empty(a3.shape[:2] + (B.n,), np.float32)
+    if type(B) is Panels:  # one block: no slicing (a voice model's 128x128 Gemm costs less than the views)
+        _core.matmul_packed(a3, B.data, B.k, B.n, bias, y)
+        return y.reshape(a.shape[:-1] + (B.n,))
     for n0, n1, panels in B.blocks():
         _core.matmul_packed(a3, panels, B.k, n1 - n0, None if bias is None else bias[n0:n1], y[:, :, n0:n1])
         del panels  # before the next block is read
@@ -64,14 +67,14 @@ def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     if b.shape[-2] != K:
         raise ValueError(f"MatMul shapes {A.shape} and {B.shape} do not line up")
     N = b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     if b.ndim == 2 and a.ndim > 2:
         # Weights without batch axes: fold the batch into M (one big GEMM instead of many small ones).
         y = _batched(a.reshape(1, -1, K), b[None]).reshape(batch + (M, N))
     else:
         nb = math.prod(batch)
-        a3 = np.broadcast_to(a, batch + (M, K)).reshape(nb, M, K)
-        b3 = np.broadcast_to(b, batch + (K, N)).reshape(nb, K, N)
+        a3 = broadcast_to(a, batch + (M, K)).reshape(nb, M, K)
+        b3 = broadcast_to(b, batch + (K, N)).reshape(nb, K, N)
         y = _batched(a3, b3).reshape(batch + (M, N))
     if A.ndim == 1:
         y = y[..., 0, :]
@@ -104,7 +107,7 @@ def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
     if C is not None and beta != 0:
         if beta != 1.0:
             C = binary("mul", C, np.array(beta, C.dtype))
-        y = binary("add", y, np.broadcast_to(C, (M, N)))
+        y = binary("add", y, broadcast_to(C, (M, N)))
     return y
 
 

@@ -2,6 +2,8 @@
 and applies them."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ... import _core
@@ -31,16 +33,22 @@ def _rows_norm(x, n, eps, scale=None, bias=None, with_stats=False):
     return y.reshape(x.shape), mean, inv_std
 
 
+def _along(v, norm_shape, n):
+    """A scale or bias as [n] float32 (broadcast only when it is not already of the normalized shape: numpy's
+    broadcast_to costs more than normalizing a 128-wide row)."""
+    v = _f32("LayerNormalization", v)
+    return (v if v.shape == norm_shape else contiguous(np.broadcast_to(v, norm_shape))).reshape(n)
+
+
 def LayerNormalization(X, Scale, B=None, axis=-1, epsilon=1e-5, stash_type=1, _num_results=1):
     X = _f32("LayerNormalization", X)
     if stash_type != 1:
         raise NotImplementedError(f"LayerNormalization: stash_type {stash_type} is not supported (float32 only)")
     axis = axis_index(axis, X.ndim)
     norm_shape = X.shape[axis:]
-    n = int(np.prod(norm_shape, dtype=np.int64))
-    scale = contiguous(np.broadcast_to(_f32("LayerNormalization", Scale), norm_shape)).reshape(-1)
-    bias = None if B is None else contiguous(np.broadcast_to(_f32("LayerNormalization", B),
-                                                                        norm_shape)).reshape(-1)
+    n = math.prod(norm_shape)
+    scale = _along(Scale, norm_shape, n)
+    bias = None if B is None else _along(B, norm_shape, n)
     y, mean, inv_std = _rows_norm(X, n, epsilon, scale, bias, with_stats=_num_results > 1)
     if _num_results == 1:
         return y

@@ -78,13 +78,18 @@ def Split(input, split=None, axis=0, num_outputs=None, _num_results=None):
 
 
 def Slice(data, starts, ends, axes=None, steps=None):
+    return contiguous(data[_slice_index(data.shape, starts, ends, axes, steps)])
+
+
+def _slice_index(shape, starts, ends, axes, steps) -> tuple:
     starts, ends = as_ints(starts), as_ints(ends)
     axes = as_ints(axes) if axes is not None else list(range(len(starts)))
     steps = as_ints(steps) if steps is not None else [1] * len(starts)
-    index = [slice(None)] * data.ndim
+    rank = len(shape)
+    index = [slice(None)] * rank
     for s, e, a, st in zip(starts, ends, axes, steps):
-        a = axis_index(a, data.ndim)
-        dim = data.shape[a]
+        a = axis_index(a, rank)
+        dim = shape[a]
         # ONNX clamps like Python slicing, except that huge sentinels (INT64_MAX) must not overflow.
         s = max(min(s, dim), -dim - 1)
         e = max(min(e, dim), -dim - 1)
@@ -92,7 +97,24 @@ def Slice(data, starts, ends, axes=None, steps=None):
             s = dim - 1 if s >= dim else s
             e = None if e < -dim else e
         index[a] = slice(s, e, st)
-    return contiguous(data[tuple(index)])
+    return tuple(index)
+
+
+def prepare_slice():
+    """Slice whose index is worked out once per input shape while starts/ends/axes/steps stay the same arrays (the
+    constants they nearly always are)."""
+    last = [None, None]   # ((starts, ends, axes, steps, shape), index); the arrays are held, so ids stay theirs
+
+    def slice_(data, starts, ends, axes=None, steps=None):
+        key = (starts, ends, axes, steps, data.shape)
+        k = last[0]
+        if k is None or k[4] != data.shape or any(a is not b for a, b in zip(k[:4], key[:4])):
+            last[:] = key, _slice_index(data.shape, starts, ends, axes, steps)
+        return contiguous(data[last[1]])
+    return slice_
+
+
+Slice.prepare = prepare_slice
 
 
 def Gather(data, indices, axis=0):
