@@ -38,6 +38,19 @@ def _const_along(uses: Uses, name: str, norm_shape: tuple):
         return None
 
 
+def _absorb(uses: Uses, chain: list, op: str, norm_shape: tuple):
+    """The constant of an `op` (Mul: the scale, Add: the bias) that alone reads the chain's last output and
+    broadcasts along the normalized axes, appending the node to the chain; else None."""
+    last = chain[-1]
+    node = uses.sole_consumer(last.outputs[0])
+    if node is None or node.op != op:
+        return None
+    c = _const_along(uses, other_input(node, last.outputs[0]), norm_shape)
+    if c is not None:
+        chain.append(node)
+    return c
+
+
 def fuse_layer_norm(g: ConvertGraph) -> ConvertGraph:
     uses = Uses(g)
     replaced, removed = {}, set()
@@ -75,20 +88,9 @@ def fuse_layer_norm(g: ConvertGraph) -> ConvertGraph:
         if sqrt is None or sqrt.op != "Sqrt" or div.inputs[1] != sqrt.outputs[0] or \
                 uses.sole_consumer(sqrt.outputs[0]) is not div:
             continue
-        chain, last = [mean, sub, square, var, add, sqrt, div], div
-        scale = bias = None
-        mul = uses.sole_consumer(div.outputs[0])
-        if mul is not None and mul.op == "Mul":
-            scale = _const_along(uses, other_input(mul, div.outputs[0]), norm_shape)
-            if scale is not None:
-                chain.append(mul)
-                last = mul
-        plus = uses.sole_consumer(last.outputs[0])
-        if plus is not None and plus.op == "Add":
-            bias = _const_along(uses, other_input(plus, last.outputs[0]), norm_shape)
-            if bias is not None:
-                chain.append(plus)
-                last = plus
+        chain = [mean, sub, square, var, add, sqrt, div]
+        scale, bias = (_absorb(uses, chain, op, norm_shape) for op in ("Mul", "Add"))
+        last = chain[-1]
         scale_name, bias_name = f"{div.name}/ln_scale", f"{div.name}/ln_bias"
         g.consts[scale_name] = scale if scale is not None else np.ones(norm_shape, np.float32)
         inputs = [x, scale_name]

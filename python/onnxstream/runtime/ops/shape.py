@@ -1,6 +1,8 @@
 """Shape and data-movement ONNX ops: views, copies and index arithmetic on shapes; no tensor math."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .common import as_ints, axis_index, contiguous, onnx_dtype
@@ -100,9 +102,11 @@ def _slice_index(shape, starts, ends, axes, steps) -> tuple:
     return tuple(index)
 
 
-def prepare_slice():
+def prepare_slice(**attributes):
     """Slice whose index is worked out once per input shape while starts/ends/axes/steps stay the same arrays (the
-    constants they nearly always are)."""
+    constants they nearly always are). Before opset 10 they are attributes: then nothing is left to resolve."""
+    if attributes:
+        return functools.partial(Slice, **attributes)
     last = [None, None]   # ((starts, ends, axes, steps, shape), index); the arrays are held, so ids stay theirs
 
     def slice_(data, starts, ends, axes=None, steps=None):
