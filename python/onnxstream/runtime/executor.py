@@ -80,6 +80,8 @@ class Session:
         streamed = sum(w.nbytes for w in weights if not w.rows_per_block)
         self._keep_resident = 0 < streamed <= resident_bytes
         self._resident: dict[str, object] = {}
+        self._unread = (-1, [])   # (len(self._resident), the read order less the resident weights)
+        self._input_specs = {v.name: (np.dtype(v.dtype), tuple(v.shape)) for v in self.graph.inputs}
         self._debug = int(os.environ.get("ONNXSTREAM_DEBUG", "0") or 0)
         self.observer = None   # observer(node, values) after each node (convert-time calibration: fp16_range.py)
         # One run at a time per session (the weight reader streams one run's read order); a second thread's run
@@ -202,23 +204,20 @@ class Session:
         return None
 
     def _check_feeds(self, feeds: dict) -> dict:
-        expected = {v.name: v for v in self.graph.inputs}
-        unknown = sorted(set(feeds) - set(expected))
-        if unknown:
-            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {sorted(expected)}")
-        missing = sorted(set(expected) - set(feeds))
-        if missing:
+        specs = self._input_specs
+        if feeds.keys() != specs.keys():
+            unknown, missing = sorted(set(feeds) - set(specs)), sorted(set(specs) - set(feeds))
+            if unknown:
+                raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {sorted(specs)}")
             raise InputError(f"missing input(s) {missing}")
         checked = {}
         for name, value in feeds.items():
-            spec = expected[name]
-            array = np.asarray(value)
-            if array.dtype != np.dtype(spec.dtype):
-                raise InputError(f"input '{name}' must be {spec.dtype}, got {array.dtype}")
-            shape_ok = len(array.shape) == len(spec.shape) and all(
-                d is None or d == a for d, a in zip(spec.shape, array.shape))
-            if not shape_ok:
-                want = "x".join("?" if d is None else str(d) for d in spec.shape) or "scalar"
+            dtype, shape = specs[name]
+            array = value if type(value) is np.ndarray else np.asarray(value)
+            if array.dtype != dtype:
+                raise InputError(f"input '{name}' must be {dtype.name}, got {array.dtype}")
+            if len(array.shape) != len(shape) or any(d is not None and d != a for d, a in zip(shape, array.shape)):
+                want = "x".join("?" if d is None else str(d) for d in shape) or "scalar"
                 raise InputError(f"input '{name}' must have shape {want}, got "
                                  f"{'x'.join(map(str, array.shape)) or 'scalar'}")
             checked[name] = array
@@ -233,8 +232,10 @@ class Session:
         values.update(self._check_feeds(feeds))
         values[""] = None  # a missing optional input
         if self._reader:
-            resident = {i for n in self._resident for i in self._item_ids[n]}
-            self._reader.start([i for i in self._read_order if i not in resident])
+            if self._unread[0] != len(self._resident):  # (the read order without resident weights, kept per count)
+                resident = {i for n in self._resident for i in self._item_ids[n]}
+                self._unread = (len(self._resident), [i for i in self._read_order if i not in resident])
+            self._reader.start(self._unread[1])
         numpy_allocator = _core.start_array_cache()  # freed activations reused, not page-faulted in afresh
         try:
             self._run_graph(self.graph, values)

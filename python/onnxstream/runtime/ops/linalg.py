@@ -87,28 +87,45 @@ def MatMul(A, B): return matmul(A, B)
 
 
 def Gemm(A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0):
-    a = A.T if transA else A
-    packed = isinstance(B, PACKED)  # a constant weight packed at convert time: B.k x B.n whatever transB
-    b = None if packed else B.T if transB else B
-    K, N = (B.k, B.n) if packed else b.shape if b.ndim == 2 else (None, None)
-    if a.ndim != 2 or a.shape[1] != K:
-        raise ValueError(f"Gemm shapes {A.shape} and {B.shape} (transA={transA}, transB={transB}) do not line up")
-    M = a.shape[0]
-    bias = None
-    if C is not None and beta != 0:
-        C = cast(C, np.float32) if C.dtype == np.float16 else C
-        # A [N] float32 bias with beta 1 goes straight into the kernel; anything else is added afterwards.
-        if beta == 1.0 and C.dtype == np.float32 and C.size == N and (C.ndim == 1 or C.shape == (1, N)) \
-                and A.dtype != np.float16:
-            bias, C = contiguous(C.reshape(N)), None
-    y = _packed(a, B, bias) if packed else _batched(a[None], b[None], bias)[0]
-    if alpha != 1.0:
-        y = binary("mul", y, np.array(alpha, y.dtype))
-    if C is not None and beta != 0:
-        if beta != 1.0:
-            C = binary("mul", C, np.array(beta, C.dtype))
-        y = binary("add", y, broadcast_to(C, (M, N)))
-    return y
+    return prepare_gemm(alpha, beta, transA, transB)(A, B, C)
+
+
+def prepare_gemm(alpha=1.0, beta=1.0, transA=0, transB=0):
+    """Gemm with its attributes resolved once per node and its bias kept while C stays the same (constant) array:
+    a wake-word head's 128x128 Gemm costs less than working those out again."""
+    last_bias = [None, None]   # (C, the [N] float32 bias the kernel adds, or None when C is added afterwards)
+
+    def gemm(A, B, C=None):
+        a = A.T if transA else A
+        packed = isinstance(B, PACKED)  # a constant weight packed at convert time: B.k x B.n whatever transB
+        b = None if packed else B.T if transB else B
+        K, N = (B.k, B.n) if packed else b.shape if b.ndim == 2 else (None, None)
+        if a.ndim != 2 or a.shape[1] != K:
+            raise ValueError(f"Gemm shapes {A.shape} and {B.shape} (transA={transA}, transB={transB}) do not line up")
+        M = a.shape[0]
+        bias = None
+        if C is not None and beta != 0:
+            if C is last_bias[0] and last_bias[1] is not None and last_bias[1].size == N:
+                bias, C = last_bias[1], None
+            else:
+                C = cast(C, np.float32) if C.dtype == np.float16 else C
+                # A [N] float32 bias with beta 1 goes straight into the kernel; anything else is added afterwards.
+                if beta == 1.0 and C.dtype == np.float32 and C.size == N and (C.ndim == 1 or C.shape == (1, N)) \
+                        and A.dtype != np.float16:
+                    last_bias[:] = C, contiguous(C.reshape(N))
+                    bias, C = last_bias[1], None
+        y = _packed(a, B, bias) if packed else _batched(a[None], b[None], bias)[0]
+        if alpha != 1.0:
+            y = binary("mul", y, np.array(alpha, y.dtype))
+        if C is not None and beta != 0:
+            if beta != 1.0:
+                C = binary("mul", C, np.array(beta, C.dtype))
+            y = binary("add", y, broadcast_to(C, (M, N)))
+        return y
+    return gemm
+
+
+Gemm.prepare = prepare_gemm
 
 
 def Det(X):
