@@ -2,6 +2,8 @@
 // line is a weighted sum of a few input lines named by the (index, weight) tap table Python computed.
 #include "ops/resize.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 #include "parallel.h"
@@ -28,6 +30,27 @@ void resample_axis(const Tensor& x, int axis, const Tensor& index, const Tensor&
     check(idx[k] >= 0 && idx[k] < n_in, "resample_axis: internal: tap index out of range");
   const float* xp = x.ptr<float>();
   float* yp = y.ptr<float>();
+  bool copies = taps == 1;  // nearest: every output is one input value with weight 1
+  for (int64_t o = 0; copies && o < n_out; o++) copies = w[o] == 1.0f;
+  if (inner == 1 && copies) {  // nearest along the last axis: copies, each input value repeated s times when the
+    // axis grows by a whole factor s (an FPN's 2x upsampling: no gather, one value fills s outputs)
+    int64_t s = n_in > 0 && n_out % n_in == 0 ? n_out / n_in : 0;
+    for (int64_t o = 0; s && o < n_out; o++) s = idx[o] == o / s ? s : 0;
+    parallel_for(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(n_out, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        const float* in = xp + r * n_in;
+        float* out = yp + r * n_out;
+        if (s == 2) {
+          for (int64_t i = 0; i < n_in; i++) out[2 * i] = out[2 * i + 1] = in[i];
+        } else if (s) {
+          for (int64_t i = 0; i < n_in; i++) std::fill(out + i * s, out + (i + 1) * s, in[i]);
+        } else {
+          for (int64_t o = 0; o < n_out; o++) out[o] = in[idx[o]];
+        }
+      }
+    });
+    return;
+  }
   if (inner == 1) {  // resampling the last axis: gather within each row
     parallel_for(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(n_out * taps, 1)), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; r++) {
