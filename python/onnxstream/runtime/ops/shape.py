@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -30,8 +31,7 @@ def Flatten(input, axis=1):
     axis = axis + input.ndim if axis < 0 else axis  # in [-r, r]: -1 leaves the last axis alone
     if not 0 <= axis <= input.ndim:
         raise ValueError(f"Flatten: axis out of range for a tensor of rank {input.ndim}")
-    outer = int(np.prod(input.shape[:axis], dtype=np.int64))
-    return input.reshape(outer, -1) if input.size else input.reshape(outer, int(np.prod(input.shape[axis:])))
+    return input.reshape(math.prod(input.shape[:axis]), math.prod(input.shape[axis:]))
 
 
 def Transpose(data, perm=None):
