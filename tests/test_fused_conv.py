@@ -63,6 +63,7 @@ def _fused_attrs(model_dir):
 @pytest.mark.parametrize("storage", ["float32", "float16", "recompute", "column_blocks"])
 def test_decoder_matches_onnxruntime(decoder_onnx, weights, storage, tmp_path, monkeypatch):
     monkeypatch.setattr(fusion_conv, "SUBPIXEL_MIN_PIXELS", 0)
+    monkeypatch.setattr(fusion_conv, "RESIDUAL_MIN_BYTES", 0)
     if storage == "column_blocks":   # weights read 16 output channels at a time, sub-pixel ones included
         monkeypatch.setattr(packing, "COLUMN_BLOCK_BYTES", 1 << 10)
     monkeypatch.setattr(fusion_conv, "FP16_MIN_BYTES", 1 << 40 if storage == "float32" else 0)

@@ -258,3 +258,11 @@ def test_static_view_chain_becomes_one_reshape(tmp_path):
     g = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", F, None)], inits)
     graph = run_both(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), tmp_path)
     assert ops(graph) == ["Reshape", "Relu", "Reshape"]
+
+
+@pytest.mark.parametrize("hw,fused", [((13, 11), False), ((128, 96), True)])
+def test_residual_add_joins_the_conv_only_when_large(hw, fused, tmp_path):
+    """Add(conv, x) goes into the conv's epilogue from RESIDUAL_MIN_BYTES of output (256 KB) on; a small one stays a
+    Conv and an Add (cheaper than the fused path's band machinery). Both against onnxruntime."""
+    graph = run_both(conv_model([helper.make_node("Add", ["c0", "x"], ["y"])], hw=hw), tmp_path)
+    assert ops(graph) == (["FusedConv"] if fused else ["Conv", "Add"])

@@ -21,6 +21,10 @@ from .graph import Node
 
 FP16_MIN_BYTES = 16 << 20       # float32 size from which conv outputs are stored as float16
 RECOMPUTE_MIN_BYTES = 96 << 20  # stored size from which a conv output of a smaller input is recomputed, not kept
+# float32 output size from which Add(conv, r) goes into the conv's epilogue: below it the band machinery's Python
+# costs more than the separate Add (an OCR classifier's 18 KB conv: 72 us fused, 27 us as Conv + Add), and the
+# third buffer the fusion saves is small. SD's smallest residual (the UNet's 8x8 level) is 655 KB.
+RESIDUAL_MIN_BYTES = 256 << 10
 _FUSED_READERS = {"FusedConv", "FusedGroupNormScale"}  # ops that read float16 and never return a view
 
 
@@ -193,7 +197,7 @@ def fuse_residual_add(nodes, outputs, shapes, consts):
         out_shape = _shape(shapes, add.outputs[0])
         if not out_shape or len(out_shape) != 4 or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
             continue
-        if any(_shape(shapes, n) != out_shape for n in add.inputs):
+        if any(_shape(shapes, n) != out_shape for n in add.inputs) or 4 * np.prod(out_shape) < RESIDUAL_MIN_BYTES:
             continue
         best = None
         for k in (0, 1):
