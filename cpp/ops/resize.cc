@@ -5,6 +5,9 @@
 #include <algorithm>
 
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "parallel.h"
 
@@ -41,7 +44,15 @@ void resample_axis(const Tensor& x, int axis, const Tensor& index, const Tensor&
         const float* in = xp + r * n_in;
         float* out = yp + r * n_out;
         if (s == 2) {
-          for (int64_t i = 0; i < n_in; i++) out[2 * i] = out[2 * i + 1] = in[i];
+          int64_t i = 0;
+#if defined(__SSE2__)
+          for (; i + 4 <= n_in; i += 4) {  // (the scalar pairs were 1 ns an output)
+            const __m128 v = _mm_loadu_ps(in + i);
+            _mm_storeu_ps(out + 2 * i, _mm_unpacklo_ps(v, v));
+            _mm_storeu_ps(out + 2 * i + 4, _mm_unpackhi_ps(v, v));
+          }
+#endif
+          for (; i < n_in; i++) out[2 * i] = out[2 * i + 1] = in[i];
         } else if (s) {
           for (int64_t i = 0; i < n_in; i++) std::fill(out + i * s, out + (i + 1) * s, in[i]);
         } else {
@@ -70,8 +81,7 @@ void resample_axis(const Tensor& x, int axis, const Tensor& index, const Tensor&
   // Whole lines of `inner` floats at a time: vectorizes, and a single tap of weight 1 is a plain copy.
   parallel_for(outer * n_out, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner * taps, 1)),
                [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      int64_t b = r / n_out, o = r % n_out;
+    for (int64_t r = r0, b = r0 / n_out, o = r0 % n_out; r < r1; r++, o = o + 1 == n_out ? (b++, 0) : o + 1) {
       const int64_t* io = idx + o * taps;
       const float* wo = w + o * taps;
       float* out = yp + r * inner;
