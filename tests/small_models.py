@@ -110,6 +110,7 @@ def convert(kind: str, out_dir, onnx_path=None, **options):
     # Thresholds made for SD1.5's sizes, lowered so that these small models get every fused form.
     small = [(packing, "COLUMN_BLOCK_BYTES", 2048 if kind == "mlp" else packing.COLUMN_BLOCK_BYTES),
              (fusion_conv, "SUBPIXEL_MIN_PIXELS", 0), (fusion_conv, "FP16_MIN_BYTES", 0),
+             (fusion_conv, "RESIDUAL_MIN_BYTES", 0),
              (fusion, "ROW_TILE_MIN_BYTES", 0), (fusion, "ROW_TILE_MIN_ROWS", 0), (fusion, "ROW_TILE_ROWS", 5)]
     saved = [(module, name, getattr(module, name)) for module, name, _ in small]
     for module, name, value in small:

@@ -343,13 +343,16 @@ def _subgraph_constants(onnx, node_proto, consts) -> None:
 
 
 def _value_infos(g):
-    """The inferred value infos of g and of every subgraph in it (names are unique across the model)."""
+    """The inferred value infos of g and of the If branches in it (names are unique across the model). Not of
+    Loop/Scan bodies: a body's declared input shapes hold for its first iteration only when the model is loose
+    about a carried value that grows, and a shape folded from them would be silently wrong later."""
     yield from g.value_info
     yield from g.output
     for n in g.node:
-        for a in n.attribute:
-            for sub in [a.g] if a.HasField("g") else a.graphs:
-                yield from _value_infos(sub)
+        if n.op_type == "If":
+            for a in n.attribute:
+                if a.HasField("g"):
+                    yield from _value_infos(a.g)
 
 
 def _evaluate(node: Node, args: list, opset: int):
